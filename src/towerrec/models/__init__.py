@@ -1,0 +1,1 @@
+"""towerrec.models."""
