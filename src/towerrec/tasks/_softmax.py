@@ -1,0 +1,78 @@
+"""In-batch softmax cross-entropy computed in row chunks, with the gradient formed on the way.
+
+The plain formulation materialises the `[B, C]` logits, their softmax and their gradient: three
+large matrices that stream through memory several times. Here each chunk of rows is scored,
+normalised and turned into its gradient while it is still in cache; the backward pass only
+scales the gradients kept from the forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _chunk_rows(num_candidates: int) -> int:
+    # Keep a chunk of logits around 2 MiB of float32.
+    return max(16, min(1024, (1 << 19) // max(num_candidates, 1)))
+
+
+class _FusedInBatchSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        query: torch.Tensor,
+        candidate: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        b = query.shape[0]
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_q = torch.empty_like(query) if need_grad else None
+        grad_c = torch.zeros_like(candidate) if need_grad else None
+        total = query.new_zeros((), dtype=torch.float64)
+        step = _chunk_rows(candidate.shape[0])
+        ct = candidate.T
+        for start in range(0, b, step):
+            stop = min(start + step, b)
+            qc = query[start:stop]
+            logits = qc @ ct
+            if bias is not None:
+                logits += bias
+            rows = torch.arange(stop - start)
+            positive = logits[rows, rows + start].clone()
+            lse = torch.logsumexp(logits, dim=1)
+            w = weight[start:stop]
+            total += ((lse - positive) * w).sum(dtype=torch.float64)
+            if need_grad:
+                # d loss / d logits = w * (softmax - onehot)
+                probs = logits.sub_(lse[:, None]).exp_().mul_(w[:, None])
+                probs[rows, rows + start] -= w
+                torch.mm(probs, candidate, out=grad_q[start:stop])  # type: ignore[index]
+                grad_c.addmm_(probs.T, qc)  # type: ignore[union-attr]
+        ctx.save_for_backward(grad_q, grad_c)
+        return total.to(query.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        grad_q, grad_c = ctx.saved_tensors
+        gq = grad_q * grad_out if grad_q is not None and ctx.needs_input_grad[0] else None
+        gc = grad_c * grad_out if grad_c is not None and ctx.needs_input_grad[1] else None
+        return gq, gc, None, None
+
+
+def fused_in_batch_softmax(
+    query: torch.Tensor,
+    candidate: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[B, D] queries, [C, D] candidates (C >= B, row i's positive is candidate i), optional [B]
+    weights and [C] logit offsets -> scalar summed softmax cross-entropy.
+    """
+    if weight is None:
+        weight = query.new_ones(query.shape[0])
+    return _FusedInBatchSoftmax.apply(
+        query.contiguous(), candidate.contiguous(), weight.detach().to(query.dtype), None if bias is None else bias.detach().to(query.dtype)
+    )
