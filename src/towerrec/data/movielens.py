@@ -503,13 +503,16 @@ def _records(path: Path, spec: _Spec) -> Iterator[tuple[int, list[str]]]:
 
     if spec.quoted:
         reader = csv.reader(lines(), delimiter=spec.sep, quotechar='"', strict=True)
-        try:
-            for row in reader:
-                if row:
-                    yield reader.line_num, row
-        except csv.Error as exc:
-            raise _fail(path, reader.line_num, f"malformed CSV ({exc})") from None
-        return
+        while True:
+            start = reader.line_num + 1  # a record spanning lines is named by its first line
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _fail(path, start, f"malformed CSV ({exc}; is a quote left open?)") from None
+            if row:
+                yield start, row
     n = len(spec.fields)
     for number, text in enumerate(lines(), 1):
         text = text.rstrip("\r\n")

@@ -85,9 +85,9 @@ def synthetic_interactions(
     """A MovieLens-like dataset whose ratings follow a hidden latent-factor model.
 
     Users and items get `dim`-dimensional factors; which (user, item) pairs are rated is drawn
-    without replacement with probability growing with their affinity (so retrieval models can
-    learn it), and ratings 1..5 are affinity + biases + noise, rounded (so rating models can
-    learn them). Every user and every item is rated at least once when `num_ratings` allows.
+    without replacement with probability growing with their affinity and the item's
+    popularity (so retrieval models can learn it), and ratings 1..5 are affinity + biases +
+    noise, rounded (so rating models can learn them). Every user and every item is rated at least once when `num_ratings` allows.
     Each pair is rated at most once, so `num_ratings <= num_users * num_items`.
 
     Returns `MovieLens(variant="synthetic", path=None, ...)` with ratings (`user_id`,
@@ -113,7 +113,8 @@ def synthetic_interactions(
     affinity = (user_factors @ item_factors.T / np.sqrt(dim)).ravel()
 
     # Weighted sampling of pairs without replacement (Gumbel top-k), after a covering set.
-    keys = 1.5 * affinity + rng.gumbel(size=affinity.size)
+    popularity = np.tile(2.0 * item_bias, num_users)  # popular items are rated more often
+    keys = 1.5 * affinity + popularity + rng.gumbel(size=affinity.size)
     cover = max(num_users, num_items)
     if num_ratings >= cover:
         k = np.arange(cover)
@@ -121,7 +122,7 @@ def synthetic_interactions(
     chosen = np.sort(np.argpartition(-keys, num_ratings - 1)[:num_ratings]) if num_ratings else []
     pairs = rng.permutation(np.asarray(chosen, dtype=np.int64))
     users, items = np.divmod(pairs, num_items)
-    score = 3.0 + 1.2 * affinity[pairs] + user_bias[users] + item_bias[items]
+    score = 2.7 + 1.2 * affinity[pairs] + user_bias[users] + item_bias[items]
     rating = np.clip(np.rint(score + rng.normal(0.0, 0.5, size=pairs.size)), 1, 5)
     timestamp = rng.integers(874_724_710, 893_286_638, size=pairs.size, dtype=np.int64)
     ratings = pd.DataFrame(
