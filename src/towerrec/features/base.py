@@ -279,7 +279,7 @@ def as_series(values: Any, owner: str) -> pd.Series:
 
 
 def as_ids(ids: Any, size: int, owner: str) -> np.ndarray:
-    """Any int ids (tensor, array, list, int) -> int64 numpy array, checked against `size`."""
+    """[...] int ids (tensor, array, list, int) -> [...] int64 array, checked in [0, size)."""
     if isinstance(ids, torch.Tensor):
         array = ids.detach().cpu().numpy()
     elif isinstance(ids, pd.Series):
@@ -344,7 +344,7 @@ def factorize_discrete(
             return codes, floats.astype(np.int64), "int"
         raise TypeError(
             f"{owner} maps discrete values (ints or strings); got float values such as "
-            f"{floats[~whole][0]!r} (dtype {series.dtype}). Use Discretize or Normalize for "
+            f"{float(floats[~whole][0])!r} (dtype {series.dtype}). Use Discretize or Normalize for "
             f"continuous values, or cast the column with .astype(int) or .astype(str)."
         )
     raise TypeError(

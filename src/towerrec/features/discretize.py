@@ -119,6 +119,9 @@ class Discretize(Transform):
             return np.asarray(self._boundaries(), dtype=np.float64)
         return self._cached("boundaries", lambda: np.asarray(self.boundaries_, dtype=np.float64))
 
+    def _get_state(self) -> dict[str, Any]:
+        return {"boundaries_": list(self._boundaries())}
+
     def _set_state(self, state: Any) -> None:
         super()._set_state(state)
         try:

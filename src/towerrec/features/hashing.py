@@ -104,12 +104,12 @@ class Passthrough(Transform):
             x = numeric_values(values, owner, allow_nan=True)
             return torch.from_numpy(x.astype(np.float32))
         if pd.api.types.is_integer_dtype(values.dtype) and not values.hasnans:
-            return torch.from_numpy(values.to_numpy(dtype=np.int64))
+            return torch.from_numpy(np.array(values.to_numpy(dtype=np.int64), copy=True))
         x = numeric_values(values, owner)
         whole = x == np.round(x)
         if not whole.all():
             raise ValueError(
-                f"{owner} with dtype='int64' needs whole numbers; got {x[~whole][0]!r}. Use "
+                f"{owner} with dtype='int64' needs whole numbers; got {float(x[~whole][0])!r}. Use "
                 f"dtype='float32', or round the column first."
             )
         return torch.from_numpy(x.astype(np.int64))

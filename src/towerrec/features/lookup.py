@@ -137,10 +137,11 @@ class Lookup(Transform):
         codes, uniques, kind = factorize_discrete(values, owner, distinct=False)
         if kind not in (self.kind_, "empty"):
             cast = "int" if self.kind_ == "int" else "str"
+            example = uniques[:1].tolist()[0]
             raise TypeError(
                 f"{owner} was fitted on {self.kind_} values but got {kind} values (e.g. "
-                f"{uniques[0]!r}); convert them with .astype({cast}) so they match the "
-                f"vocabulary instead of all mapping to OOV."
+                f"{example!r}); convert them with .astype({cast}) so they match the vocabulary "
+                f"instead of all mapping to OOV."
             )
         # Map the distinct values, then gather: one hash lookup per distinct value.
         positions = self._index().get_indexer(uniques) if len(uniques) else np.empty(0, int)

@@ -128,7 +128,7 @@ class FeatureSpace:
     def transform(
         self, frame: Frame, names: Sequence[str] | None = None, strict: bool = False
     ) -> dict[str, torch.Tensor]:
-        """A frame of N rows -> {feature name: tensor with N rows}.
+        """[N]-row frame -> {feature name: [N] or [N, L] tensor}, one entry per feature.
 
         Transforms every feature whose column is in `frame` (all of `names` when given). A
         missing column is an error with `strict=True` or when the feature is listed in
@@ -172,7 +172,7 @@ class FeatureSpace:
         return out
 
     def fit_transform(self, *frames: Frame) -> dict[str, torch.Tensor]:
-        """`fit(*frames)`, then `transform(frames[0])`."""
+        """[N]-row frames[0] -> {name: [N] or [N, L] tensor}: fit on all, transform the first."""
         return self.fit(*frames).transform(frames[0])
 
     # ----------------------------------------------------------------- config
