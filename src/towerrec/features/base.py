@@ -79,8 +79,8 @@ class Transform:
         Refitting discards the previous state. Returns `self`.
         """
         series = as_series(values, self._owner("fit"))
-        self._clear_state()
         self._check_params()
+        self._clear_state()
         self._fit(series)
         return self
 
