@@ -103,6 +103,10 @@ def test_unknown_variant_and_missing_data_dir(tmp_path: Path) -> None:
         movielens("10m", data_dir=tmp_path)
     with pytest.raises(MovieLensNotFoundError, match=r"ml-1m/ratings\.dat"):
         movielens("1m", data_dir=tmp_path)
+    folder = write_movielens(tmp_path, "1m", **SIZE)
+    (folder / "users.dat").unlink()
+    with pytest.raises(MovieLensNotFoundError, match=r"incomplete: users\.dat missing"):
+        movielens("1m", data_dir=folder)
 
 
 # ------------------------------------------------------------------------------------------

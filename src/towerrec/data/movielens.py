@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -86,8 +87,12 @@ REMOTES: dict[str, Remote] = {
 
 VARIANTS: tuple[str, ...] = tuple(REMOTES)
 
-# The file whose presence marks a folder as holding a variant.
+# The file whose presence marks a folder as holding a variant, and the files it must have.
 _MARKER = {"100k": "u.data", "1m": "ratings.dat"}
+_REQUIRED = {
+    "100k": ("u.data", "u.item", "u.user"),
+    "1m": ("ratings.dat", "movies.dat", "users.dat"),
+}
 
 # The 19 genres of ml-100k, in u.genre order (used only when u.genre is absent).
 # fmt: off
@@ -170,6 +175,13 @@ def movielens(
     """
     variant = _check_variant(variant)
     folder = _resolve_folder(variant, data_dir, cache_dir, download, progress)
+    required = _REQUIRED.get(variant, ("ratings.csv", "movies.csv"))
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise MovieLensNotFoundError(
+            f"MovieLens {variant} in {folder} is incomplete: {', '.join(missing)} missing (it "
+            f"needs {', '.join(required)}). Unzip {REMOTES[variant].url} there again."
+        )
     return _READERS[variant](folder, variant)
 
 
@@ -213,7 +225,7 @@ def _resolve_folder(
     else:
         try:
             return download_movielens(variant, cache_dir=cache_dir, progress=progress)
-        except OSError as exc:  # no network, refused, disk full, ...
+        except (OSError, http.client.HTTPException) as exc:  # no network, refused, cut, ...
             reason = f"{type(exc).__name__}: {exc}"
     raise MovieLensNotFoundError(
         f"MovieLens {variant} not found in {folder} and download failed ({reason}). Download "
@@ -254,7 +266,7 @@ def download_file(
     `actual` and `path` attributes) after deleting the downloaded bytes. Network failures raise
     `OSError` (`urllib.error.URLError`). Any URL scheme urllib opens works, `file://` included.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -352,6 +364,8 @@ def safe_extract(
             except zipfile.BadZipFile as exc:
                 raise DataFormatError(f"{zip_path} is corrupted ({exc}).") from exc
             source = tmp / folder if (tmp / folder).is_dir() else tmp
+            if target.is_dir() and not any(target.iterdir()):
+                target.rmdir()  # an empty placeholder folder
             if not target.exists():
                 os.replace(source, target)
         finally:
@@ -593,15 +607,45 @@ def _parse_small(path: Path, spec: _Spec) -> tuple[pd.DataFrame, list[int]]:
     return pd.DataFrame(data), numbers
 
 
+# A well-formed line of an all-numeric file, matched on raw bytes so that locating a bad line
+# in millions of good ones stays fast; lines that do not match get the exact checks.
+_NUMBER = {
+    "int": rb"-?[0-9]{1,18}",
+    "float": rb"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?",
+}
+
+
 def _locate(path: Path, spec: _Spec, cause: BaseException | str) -> DataFormatError:
-    """Find the first bad line of a file that failed a fast parse; return the error to raise."""
-    with contextlib.closing(_records(path, spec)) as records:
-        if spec.header is not None:
-            first = next(records, None)
-            if first is not None:
-                _check_header(path, spec, *first)
-        for line, row in records:
-            _check_row(path, spec, line, row)
+    """Find the first bad line of an all-numeric file that failed a fast parse; return the
+    error to raise."""
+    good = re.compile(
+        re.escape(spec.sep.encode()).join(_NUMBER[kind] for _, kind in spec.fields) + rb"\r?\n?"
+    )
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            is_data = number > 1 or spec.header is None
+            if is_data and (good.fullmatch(raw) or not raw.strip()):
+                continue
+            try:
+                text = raw.decode(spec.encoding).removeprefix("\ufeff").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise _fail(
+                    path,
+                    number,
+                    f"bytes that are not valid {spec.encoding} text "
+                    f"({exc.reason} at byte {exc.start} of the line)",
+                ) from None
+            if spec.quoted:
+                try:
+                    row = next(csv.reader([text], delimiter=spec.sep, strict=True), [])
+                except csv.Error as exc:
+                    raise _fail(path, number, f"malformed CSV ({exc})") from None
+            else:
+                row = text.split(spec.sep)
+            if number == 1 and spec.header is not None:
+                _check_header(path, spec, number, row)
+            else:
+                _check_row(path, spec, number, row)
     return DataFormatError(f"{path}: could not be read as {spec.expectation()} per line ({cause}).")
 
 
@@ -646,13 +690,14 @@ def _parse_ratings(path: Path, spec: _Spec) -> pd.DataFrame:
 
 
 def _line_of(path: Path, spec: _Spec, position: int) -> int:
-    """The line number of data record `position` (0-based) of a file."""
-    with contextlib.closing(_records(path, spec)) as records:
-        if spec.header is not None:
-            next(records, None)
-        for i, (line, _) in enumerate(records):
-            if i == position:
-                return line
+    """The line number of data record `position` (0-based) of a one-record-per-line file."""
+    seen = -1 if spec.header is not None else 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                if seen == position:
+                    return number
+                seen += 1
     return position + 1
 
 
