@@ -31,11 +31,11 @@ class OptimizerSpec:
 
     def __post_init__(self) -> None:
         if self.name not in _BUILDERS:
-            raise ValueError(
-                f"Unknown optimizer {self.name!r}; choose one of {sorted(_BUILDERS)}."
-            )
+            raise ValueError(f"Unknown optimizer {self.name!r}; choose one of {sorted(_BUILDERS)}.")
 
-    def build(self, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]) -> torch.optim.Optimizer:
+    def build(
+        self, params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
+    ) -> torch.optim.Optimizer:
         """Create the optimizer over `params`."""
         return _BUILDERS[self.name](params, **self.kwargs)
 
@@ -60,23 +60,45 @@ class OptimizerSpec:
 
 
 def Adagrad(
-    lr: float = 0.1, initial_accumulator_value: float = 0.1, eps: float = 1e-7, weight_decay: float = 0.0
+    lr: float = 0.1,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+    weight_decay: float = 0.0,
 ) -> OptimizerSpec:
     """Adagrad with Keras' defaults (accumulator 0.1, epsilon 1e-7)."""
     return OptimizerSpec(
         "adagrad",
-        {"lr": lr, "initial_accumulator_value": initial_accumulator_value, "eps": eps, "weight_decay": weight_decay},
+        {
+            "lr": lr,
+            "initial_accumulator_value": initial_accumulator_value,
+            "eps": eps,
+            "weight_decay": weight_decay,
+        },
     )
 
 
-def Adam(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7, weight_decay: float = 0.0) -> OptimizerSpec:
+def Adam(
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-7,
+    weight_decay: float = 0.0,
+) -> OptimizerSpec:
     """Adam with Keras' epsilon (1e-7)."""
-    return OptimizerSpec("adam", {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+    return OptimizerSpec(
+        "adam", {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+    )
 
 
-def AdamW(lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7, weight_decay: float = 0.01) -> OptimizerSpec:
+def AdamW(
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-7,
+    weight_decay: float = 0.01,
+) -> OptimizerSpec:
     """Adam with decoupled weight decay."""
-    return OptimizerSpec("adamw", {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+    return OptimizerSpec(
+        "adamw", {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+    )
 
 
 def SGD(lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0) -> OptimizerSpec:

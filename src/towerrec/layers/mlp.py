@@ -58,7 +58,11 @@ class MLP(nn.Module):
         self.layer_sizes = sizes
         layers: list[nn.Module] = []
         for i, size in enumerate(sizes):
-            linear = nn.Linear(in_features, size, bias=bias) if in_features else nn.LazyLinear(size, bias=bias)
+            linear = (
+                nn.Linear(in_features, size, bias=bias)
+                if in_features
+                else nn.LazyLinear(size, bias=bias)
+            )
             layers.append(linear)
             last = i == len(sizes) - 1
             layers.append(make_activation(final_activation if last else activation))

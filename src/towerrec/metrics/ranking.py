@@ -37,8 +37,16 @@ def mrr(scores: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
     """[B, N] scores, [B, N] 0/1 relevance -> [B] reciprocal rank of the first relevant item."""
     order = torch.argsort(scores, dim=-1, descending=True)
     rel = torch.gather(relevant.to(torch.bool), -1, order)
-    first = torch.where(rel.any(-1), rel.to(torch.int64).argmax(-1), torch.full_like(rel[:, 0], -1, dtype=torch.int64))
-    return torch.where(first >= 0, 1.0 / (first.to(torch.float64) + 1.0), torch.zeros(len(first), dtype=torch.float64))
+    first = torch.where(
+        rel.any(-1),
+        rel.to(torch.int64).argmax(-1),
+        torch.full_like(rel[:, 0], -1, dtype=torch.int64),
+    )
+    return torch.where(
+        first >= 0,
+        1.0 / (first.to(torch.float64) + 1.0),
+        torch.zeros(len(first), dtype=torch.float64),
+    )
 
 
 class BatchTopK(Metric):
@@ -57,7 +65,9 @@ class BatchTopK(Metric):
         self._hits = 0.0
         self._weight = 0.0
 
-    def update(self, labels: torch.Tensor, scores: torch.Tensor, sample_weight: torch.Tensor | None = None) -> None:
+    def update(
+        self, labels: torch.Tensor, scores: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> None:
         """[B, C] one-hot labels, [B, C] scores, optional [B] weights: accumulate."""
         s = scores.detach()
         pos = (s * labels).sum(-1, keepdim=True)

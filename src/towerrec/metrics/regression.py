@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from towerrec.metrics.base import Metric, _as_flat, _weights, _WeightedMean
+from towerrec.metrics.base import Metric, _as_flat, _WeightedMean, _weights
 
 
 class MSE(_WeightedMean):
@@ -47,9 +47,9 @@ class BinaryAccuracy(_WeightedMean):
         super().__init__(name)
 
     def _values(self, labels: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
-        return ((predictions > self.threshold).to(labels.dtype) == (labels > 0.5).to(labels.dtype)).to(
-            labels.dtype
-        )
+        return (
+            (predictions > self.threshold).to(labels.dtype) == (labels > 0.5).to(labels.dtype)
+        ).to(labels.dtype)
 
 
 class Mean(Metric):

@@ -25,13 +25,18 @@ class SeenItems:
 
     @classmethod
     def from_pairs(
-        cls, query_ids: torch.Tensor | np.ndarray, items: torch.Tensor | np.ndarray, num_queries: int | None = None
+        cls,
+        query_ids: torch.Tensor | np.ndarray,
+        items: torch.Tensor | np.ndarray,
+        num_queries: int | None = None,
     ) -> SeenItems:
         """[P] query ids, [P] item positions -> CSR of each query's items (duplicates kept once)."""
         q = torch.as_tensor(np.asarray(query_ids), dtype=torch.int64)
         i = torch.as_tensor(np.asarray(items), dtype=torch.int64)
         if q.shape != i.shape:
-            raise ValueError(f"SeenItems.from_pairs got {q.numel()} query ids and {i.numel()} items.")
+            raise ValueError(
+                f"SeenItems.from_pairs got {q.numel()} query ids and {i.numel()} items."
+            )
         n = int(num_queries if num_queries is not None else (int(q.max()) + 1 if q.numel() else 0))
         key = torch.unique(q * (int(i.max()) + 1 if i.numel() else 1) + i)
         width = int(i.max()) + 1 if i.numel() else 1
@@ -49,7 +54,9 @@ class SeenItems:
         starts = self.indptr[q]
         counts = torch.where(known, self.indptr[q + 1] - starts, torch.zeros_like(q))
         rows = torch.repeat_interleave(torch.arange(len(q)), counts)
-        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts
+        )
         return rows, self.items[torch.repeat_interleave(starts, counts) + offsets]
 
 
@@ -111,7 +118,9 @@ class FactorizedTopK(Metric):
     ) -> None:
         ks = tuple(ks)
         if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
-            raise ValueError(f"The 'ks' parameter of FactorizedTopK must be positive ints. Got {ks!r} instead.")
+            raise ValueError(
+                f"The 'ks' parameter of FactorizedTopK must be positive ints. Got {ks!r} instead."
+            )
         self.ks = ks
         self.candidates = candidates
         self.seen = seen
@@ -131,7 +140,9 @@ class FactorizedTopK(Metric):
         if callable(self.candidates):
             self._corpus = None  # recomputed on the next update
 
-    def set_candidates(self, embeddings: torch.Tensor, ids: torch.Tensor | np.ndarray | None = None) -> None:
+    def set_candidates(
+        self, embeddings: torch.Tensor, ids: torch.Tensor | np.ndarray | None = None
+    ) -> None:
         """[N, D] corpus embeddings, optional [N] int ids: use this corpus until changed."""
         self.candidates = (embeddings, ids)
         self._corpus = None
@@ -177,7 +188,9 @@ class FactorizedTopK(Metric):
         positive = (q * true_candidate_embeddings.detach().to(torch.float32)).sum(dim=-1)
         true_pos = None
         if true_candidate_ids is not None and self._position_of is not None:
-            ids = true_candidate_ids.reshape(-1).to(torch.int64).clamp(0, len(self._position_of) - 1)
+            ids = (
+                true_candidate_ids.reshape(-1).to(torch.int64).clamp(0, len(self._position_of) - 1)
+            )
             true_pos = self._position_of[ids]
             if bool((true_pos < 0).any()):
                 true_pos = None  # a true candidate outside the corpus: fall back to score ties
@@ -187,7 +200,12 @@ class FactorizedTopK(Metric):
                 raise ValueError("FactorizedTopK(seen=...) needs query_ids in update().")
             exclude = self.seen.pairs(query_ids.reshape(-1))
         ranks = corpus_ranks(
-            q, corpus, positive, true_positions=true_pos, exclude=exclude, chunk_size=self.chunk_size
+            q,
+            corpus,
+            positive,
+            true_positions=true_pos,
+            exclude=exclude,
+            chunk_size=self.chunk_size,
         )
         w = _weights(sample_weight, ranks.to(torch.float64))
         ks = torch.tensor(self.ks).reshape(-1, 1)
@@ -201,8 +219,16 @@ class FactorizedTopK(Metric):
 
     def compute(self) -> dict[str, float]:
         denom = self._weight if self._weight > 0 else float("nan")
-        out = {f"{self.prefix}top_{k}": float(h) / denom for k, h in zip(self.ks, self._hits, strict=True)}
+        out = {
+            f"{self.prefix}top_{k}": float(h) / denom
+            for k, h in zip(self.ks, self._hits, strict=True)
+        }
         if self.ndcg:
-            out.update({f"{self.prefix}ndcg_{k}": float(g) / denom for k, g in zip(self.ks, self._ndcg, strict=True)})
+            out.update(
+                {
+                    f"{self.prefix}ndcg_{k}": float(g) / denom
+                    for k, g in zip(self.ks, self._ndcg, strict=True)
+                }
+            )
             out[f"{self.prefix}mrr"] = self._rr / denom
         return out

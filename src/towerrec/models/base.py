@@ -21,7 +21,9 @@ class Model(nn.Module):
 
     def compute_loss(self, batch: Batch, training: bool = False) -> torch.Tensor:
         """dict of [B, ...] tensors -> scalar loss. Update metrics when not training."""
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_loss(batch, training).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement compute_loss(batch, training)."
+        )
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """dict of [B, ...] tensors -> scalar loss (`compute_loss` with `training=self.training`)."""

@@ -37,20 +37,26 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
         for start in range(0, b, step):
             stop = min(start + step, b)
             qc = query[start:stop]
+            pos_c = candidate[start:stop]
+            positive = (qc * pos_c).sum(dim=1)
             logits = qc @ ct
             if bias is not None:
                 logits += bias
-            rows = torch.arange(stop - start)
-            positive = logits[rows, rows + start].clone()
-            lse = torch.logsumexp(logits, dim=1)
+                positive = positive + bias[start:stop]
+            peak = logits.amax(dim=1, keepdim=True)
+            expd = logits.sub_(peak).exp_()
+            norm = expd.sum(dim=1)
+            lse = peak.squeeze(1) + norm.log()
             w = weight[start:stop]
             total += ((lse - positive) * w).sum(dtype=torch.float64)
             if need_grad:
-                # d loss / d logits = w * (softmax - onehot)
-                probs = logits.sub_(lse[:, None]).exp_().mul_(w[:, None])
-                probs[rows, rows + start] -= w
+                # d loss / d logits = w * (softmax - onehot); the one-hot part is applied to the
+                # matching rows directly instead of to the big matrix.
+                probs = expd.mul_((w / norm)[:, None])
                 torch.mm(probs, candidate, out=grad_q[start:stop])  # type: ignore[index]
+                grad_q[start:stop] -= w[:, None] * pos_c  # type: ignore[index]
                 grad_c.addmm_(probs.T, qc)  # type: ignore[union-attr]
+                grad_c[start:stop] -= w[:, None] * qc  # type: ignore[index]
         ctx.save_for_backward(grad_q, grad_c)
         return total.to(query.dtype)
 
@@ -74,5 +80,8 @@ def fused_in_batch_softmax(
     if weight is None:
         weight = query.new_ones(query.shape[0])
     return _FusedInBatchSoftmax.apply(
-        query.contiguous(), candidate.contiguous(), weight.detach().to(query.dtype), None if bias is None else bias.detach().to(query.dtype)
+        query.contiguous(),
+        candidate.contiguous(),
+        weight.detach().to(query.dtype),
+        None if bias is None else bias.detach().to(query.dtype),
     )

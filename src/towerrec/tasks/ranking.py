@@ -69,7 +69,9 @@ class Ranking(Task):
         elif callable(loss):
             self.loss_fn = loss
         else:
-            raise TypeError(f"Ranking(loss=...) must be a name or a callable, got {type(loss).__name__}.")
+            raise TypeError(
+                f"Ranking(loss=...) must be a name or a callable, got {type(loss).__name__}."
+            )
         self.metrics = as_metric_list(metrics)
         self.prediction_metrics = as_metric_list(prediction_metrics)
         self.label_metrics = as_metric_list(label_metrics)
@@ -88,7 +90,9 @@ class Ranking(Task):
         y = labels.reshape(-1).to(predictions.dtype)
         p = predictions.reshape(-1)
         if y.shape != p.shape:
-            raise ValueError(f"Ranking got {y.numel()} labels and {p.numel()} predictions; they must match.")
+            raise ValueError(
+                f"Ranking got {y.numel()} labels and {p.numel()} predictions; they must match."
+            )
         per_example = self.loss_fn(y, p)
         if sample_weight is not None:
             per_example = per_example * sample_weight.reshape(-1).to(per_example.dtype)

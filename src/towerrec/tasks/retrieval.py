@@ -22,11 +22,15 @@ def retrieval_scores(query: torch.Tensor, candidate: torch.Tensor) -> torch.Tens
     if query.dim() == 3:
         return torch.einsum("bhd,cd->bhc", query, candidate).amax(dim=1)
     if query.dim() != 2:
-        raise ValueError(f"Retrieval expects queries of shape [B, D] or [B, H, D]; got {tuple(query.shape)}.")
+        raise ValueError(
+            f"Retrieval expects queries of shape [B, D] or [B, H, D]; got {tuple(query.shape)}."
+        )
     return query @ candidate.T
 
 
-def hard_negative_mining(logits: torch.Tensor, labels: torch.Tensor, num_hard_negatives: int) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_negative_mining(
+    logits: torch.Tensor, labels: torch.Tensor, num_hard_negatives: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, C] logits, [B, C] one-hot labels -> [B, n+1] logits and labels: the positive and the n
     highest-scoring negatives of each row.
     """
@@ -36,7 +40,9 @@ def hard_negative_mining(logits: torch.Tensor, labels: torch.Tensor, num_hard_ne
     return torch.gather(logits, 1, idx), torch.gather(labels, 1, idx)
 
 
-def remove_accidental_hits(logits: torch.Tensor, labels: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+def remove_accidental_hits(
+    logits: torch.Tensor, labels: torch.Tensor, candidate_ids: torch.Tensor
+) -> torch.Tensor:
     """[B, C] logits, [B, C] one-hot labels, [C] candidate ids -> [B, C] logits where every column
     holding the same candidate as the row's positive (other than the positive) gets a very large
     negative logit.
@@ -75,10 +81,16 @@ class Retrieval(Task):
     ) -> None:
         super().__init__(name)
         if reduction not in ("sum", "mean"):
-            raise ValueError(f"The 'reduction' parameter of Retrieval must be 'sum' or 'mean'. Got {reduction!r} instead.")
+            raise ValueError(
+                f"The 'reduction' parameter of Retrieval must be 'sum' or 'mean'. Got {reduction!r} instead."
+            )
         if temperature is not None and not temperature > 0:
-            raise ValueError(f"The 'temperature' parameter of Retrieval must be > 0. Got {temperature!r} instead.")
-        if num_hard_negatives is not None and (not isinstance(num_hard_negatives, int) or num_hard_negatives < 1):
+            raise ValueError(
+                f"The 'temperature' parameter of Retrieval must be > 0. Got {temperature!r} instead."
+            )
+        if num_hard_negatives is not None and (
+            not isinstance(num_hard_negatives, int) or num_hard_negatives < 1
+        ):
             raise ValueError(
                 f"The 'num_hard_negatives' parameter of Retrieval must be a positive int. Got {num_hard_negatives!r} instead."
             )
@@ -121,8 +133,14 @@ class Retrieval(Task):
             )
         bias = None
         if candidate_sampling_probability is not None:
-            bias = -torch.log(candidate_sampling_probability.reshape(-1).to(query_embeddings.dtype).clamp(1e-6, 1.0))
-        weight = None if sample_weight is None else sample_weight.reshape(-1).to(query_embeddings.dtype)
+            bias = -torch.log(
+                candidate_sampling_probability.reshape(-1)
+                .to(query_embeddings.dtype)
+                .clamp(1e-6, 1.0)
+            )
+        weight = (
+            None if sample_weight is None else sample_weight.reshape(-1).to(query_embeddings.dtype)
+        )
 
         simple = (
             self.fused
@@ -132,7 +150,11 @@ class Retrieval(Task):
             and not (compute_batch_metrics and self.batch_metrics)
         )
         if simple:
-            q = query_embeddings if self.temperature is None else query_embeddings / self.temperature
+            q = (
+                query_embeddings
+                if self.temperature is None
+                else query_embeddings / self.temperature
+            )
             loss = fused_in_batch_softmax(q, candidate_embeddings, weight, bias)
         else:
             logits = retrieval_scores(query_embeddings, candidate_embeddings)
@@ -164,7 +186,9 @@ class Retrieval(Task):
             true_ids = None if candidate_ids is None else candidate_ids.reshape(-1)[:b]
             for m in self.metrics:
                 if isinstance(m, FactorizedTopK):
-                    m.update(queries, positives, weight, true_candidate_ids=true_ids, query_ids=query_ids)
+                    m.update(
+                        queries, positives, weight, true_candidate_ids=true_ids, query_ids=query_ids
+                    )
                 else:
                     m.update(queries, positives, weight)  # type: ignore[call-arg]
         return loss

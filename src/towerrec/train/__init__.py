@@ -1,6 +1,12 @@
 """Training: the Trainer, its History and callbacks."""
 
-from towerrec.train.callbacks import Callback, Checkpoint, EarlyStopping, load_checkpoint, save_checkpoint
+from towerrec.train.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    load_checkpoint,
+    save_checkpoint,
+)
 from towerrec.train.history import History
 from towerrec.train.trainer import Dataset, Trainer, dataset_length, iterate_batches
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
@@ -24,7 +25,9 @@ class Callback:
     def on_fit_start(self, trainer: Trainer, model: Model) -> None:
         """Called once before the first epoch."""
 
-    def on_epoch_end(self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(
+        self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]
+    ) -> None:
         """Called after every epoch (1-based `epoch`) with that epoch's logs."""
 
     def on_fit_end(self, trainer: Trainer, model: Model) -> None:
@@ -52,7 +55,9 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
     ) -> None:
         if mode not in ("min", "max"):
-            raise ValueError(f"The 'mode' parameter of EarlyStopping must be 'min' or 'max'. Got {mode!r} instead.")
+            raise ValueError(
+                f"The 'mode' parameter of EarlyStopping must be 'min' or 'max'. Got {mode!r} instead."
+            )
         self.monitor = monitor
         self.mode = mode
         self.patience = patience
@@ -65,7 +70,9 @@ class EarlyStopping(Callback):
         self.wait = 0
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def on_epoch_end(self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(
+        self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]
+    ) -> None:
         if self.monitor not in logs:
             return  # not computed this epoch (e.g. validation every few epochs)
         value = logs[self.monitor]
@@ -83,7 +90,12 @@ class EarlyStopping(Callback):
             model.load_state_dict(self._best_state)
 
 
-def save_checkpoint(path: str | os.PathLike[str], trainer: Trainer, model: Model, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    trainer: Trainer,
+    model: Model,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write model weights, optimizer and trainer state (epoch, RNG, history) atomically."""
     state = {"model": model.state_dict(), "trainer": trainer.state_dict(), "extra": extra or {}}
     buf = io.BytesIO()
@@ -120,12 +132,12 @@ class Checkpoint(Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         self.best = math.inf if self.mode == "min" else -math.inf
         if self.monitor and trainer.history is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 self.best = trainer.history.best(self.monitor, self.mode)[1]
-            except KeyError:
-                pass
 
-    def on_epoch_end(self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(
+        self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]
+    ) -> None:
         save_checkpoint(self.directory / "latest.pt", trainer, model, self.extra)
         if self.monitor is None:
             return

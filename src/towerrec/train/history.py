@@ -71,7 +71,9 @@ class History:
         """{"epochs": [...], "history": {metric: [...]}} with NaN written as null."""
         return {
             "epochs": self.epochs,
-            "history": {m: [None if v != v else v for v in vals] for m, vals in self.history.items()},
+            "history": {
+                m: [None if v != v else v for v in vals] for m, vals in self.history.items()
+            },
         }
 
     def save_json(self, path: str | os.PathLike[str]) -> None:

@@ -23,7 +23,9 @@ Dataset = dict[str, torch.Tensor]
 def dataset_length(data: Dataset, name: str = "data") -> int:
     """Number of rows of a dict of equal-length tensors (clear error when lengths differ)."""
     if not isinstance(data, dict) or not data:
-        raise TypeError(f"{name} must be a non-empty dict of tensors (column name -> tensor); got {type(data).__name__}.")
+        raise TypeError(
+            f"{name} must be a non-empty dict of tensors (column name -> tensor); got {type(data).__name__}."
+        )
     lengths = {k: len(v) for k, v in data.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"All columns of {name} must have the same length; got {lengths}.")
@@ -33,7 +35,9 @@ def dataset_length(data: Dataset, name: str = "data") -> int:
     return n
 
 
-def iterate_batches(data: Dataset, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
+def iterate_batches(
+    data: Dataset, batch_size: int, order: torch.Tensor | None = None
+) -> Iterator[Batch]:
     """Yield dicts of [batch_size, ...] slices, by index slices of `order` (or in row order)."""
     n = dataset_length(data)
     for start in range(0, n, batch_size):
@@ -67,9 +71,15 @@ class Trainer:
         grad_clip_norm: float | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        for name, value in (("batch_size", batch_size), ("epochs", epochs), ("validation_freq", validation_freq)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("epochs", epochs),
+            ("validation_freq", validation_freq),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The '{name}' parameter of Trainer must be a positive int. Got {value!r} instead.")
+                raise ValueError(
+                    f"The '{name}' parameter of Trainer must be a positive int. Got {value!r} instead."
+                )
         self.optimizer_spec = optimizer if optimizer is not None else Adagrad(lr=0.1)
         self.batch_size = batch_size
         self.epochs = epochs
@@ -106,7 +116,9 @@ class Trainer:
             params = [p for p in model.parameters() if p.requires_grad]
             self.optimizer = self.optimizer_spec.build(params)
             self._model_id = id(model)
-            self._generator = torch.Generator().manual_seed(self.seed if self.seed is not None else int(time.time()))
+            self._generator = torch.Generator().manual_seed(
+                self.seed if self.seed is not None else int(time.time())
+            )
             self.history = History()
             self.epoch = 0
 
@@ -153,7 +165,9 @@ class Trainer:
             if self.seed is not None and (self.optimizer is None or self._model_id != id(model)):
                 torch.manual_seed(self.seed)
             self._prepare(model)
-        assert self.optimizer is not None and self.history is not None and self._generator is not None
+        assert (
+            self.optimizer is not None and self.history is not None and self._generator is not None
+        )
         train = {k: v.to(self.device) for k, v in train.items()}
         self.stop_training = False
         for cb in self.callbacks:
@@ -193,7 +207,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
             bar.close()
             logs: dict[str, float] = {"loss": loss_sum / seen, **model.metric_values()}
-            if validation is not None and (epoch % self.validation_freq == 0 or epoch == total_epochs):
+            if validation is not None and (
+                epoch % self.validation_freq == 0 or epoch == total_epochs
+            ):
                 val = self.evaluate(model, validation)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             self.epoch = epoch
@@ -210,7 +226,9 @@ class Trainer:
         return self.history
 
     @torch.no_grad()
-    def evaluate(self, model: Model, data: Dataset, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self, model: Model, data: Dataset, batch_size: int | None = None
+    ) -> dict[str, float]:
         """Loss (mean over examples of the batch losses) and every task metric on `data`."""
         n = dataset_length(data, "evaluation data")
         model.to(self.device)
@@ -218,7 +236,9 @@ class Trainer:
         model.eval()
         model.reset_metrics()
         loss_sum = 0.0
-        for batch in iterate_batches({k: v.to(self.device) for k, v in data.items()}, batch_size or self.eval_batch_size):
+        for batch in iterate_batches(
+            {k: v.to(self.device) for k, v in data.items()}, batch_size or self.eval_batch_size
+        ):
             b = len(next(iter(batch.values())))
             loss_sum += float(model.compute_loss(batch, training=False)) * b
         out = {"loss": loss_sum / n, **model.metric_values()}
