@@ -204,21 +204,43 @@ def parity_models(data: Data, dim: int = 64) -> dict[str, Callable[[], RatingMod
     }
 
 
+def parity_params(num_users: int, num_movies: int, dim: int = 64) -> dict[str, int]:
+    """Parameters of the two parity models for a catalogue of this size (no data needed).
+
+    At MovieLens-1M sizes (6,040 users, 3,706 movies): 623,744 (full, as Keras) and 113,312
+    (Keras counts 117,968: its quotient table has num_buckets = 120 rows where 51 are used,
+    each block table has an extra OOV row, and each projection a bias: 4,416 + 112 + 128).
+    """
+    sizes, dims = keras_movie_blocks(num_movies)
+    user = QREmbedding(num_users, dim, max(1, num_users // 50), combiner="mul")
+    movie = MixedDimEmbedding(sizes, dims, dim)
+    return {
+        "full": (num_users + num_movies) * dim,
+        "qr_user+md_movie": count_params(user) + count_params(movie),
+    }
+
+
 @dataclass(frozen=True)
 class BestRecipe:
-    """Training recipe shared by the two `best` models."""
+    """Training recipe shared by the two `best` models.
+
+    Chosen on the validation slice (seed 42, ML-100K): `l2` from {0.02, 0.05, 0.1, 0.2} (0.05
+    best for the full model), then the mixed-dimension layout from a few (base_dim, alpha)
+    pairs that fit a fifth of the full model's parameters: (16, 0.4), (24, 0.6), (32, 0.8).
+    """
 
     lr: float = 2e-3
     batch_size: int = 256
     max_epochs: int = 40
     patience: int = 3
-    l2: float = 0.02
+    l2: float = 0.05
     validation_fraction: float = 0.05
-    # memory-efficient layout
+    # memory-efficient layout: equal-rating-mass blocks, alpha-power widths
     num_blocks: int = 4
     alpha: float = 0.6
-    base_dim: int = 64
-    min_dim: int = 2
+    base_dim: int = 24
+    min_dim: int = 1
+    full_dim: int = 64
 
 
 def best_models(data: Data, recipe: BestRecipe) -> dict[str, Callable[[], RatingModel]]:
@@ -227,8 +249,8 @@ def best_models(data: Data, recipe: BestRecipe) -> dict[str, Callable[[], Rating
 
     def full() -> RatingModel:
         return RatingModel(
-            Embedding(data.num_users, recipe.base_dim),
-            Embedding(data.num_movies, recipe.base_dim),
+            Embedding(data.num_users, recipe.full_dim),
+            Embedding(data.num_movies, recipe.full_dim),
             biases=True,
             l2=recipe.l2,
             mean_rating=mean,
@@ -360,6 +382,7 @@ def plot_curves(curves: dict[str, dict], path: str) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("Plotting needs matplotlib: pip install 'towerrec[plot]'") from exc
     recipes = sorted({k.split("/")[0] for k in curves})
@@ -370,10 +393,14 @@ def plot_curves(curves: dict[str, dict], path: str) -> None:
                 continue
             name = key.split("/", 1)[1]
             epochs = range(1, len(hist["loss"]) + 1)
+            held_out = "eval" if recipe == "parity" else "validation"
             (line,) = ax.plot(epochs, hist["loss"], label=f"{name} train")
-            ax.plot(epochs, hist["val_loss"], "--", color=line.get_color(), label=f"{name} eval")
-        held_out = "eval split" if recipe == "parity" else "validation slice"
-        ax.set(title=f"{recipe}: loss (dashed: {held_out})", xlabel="epoch", ylabel="loss")
+            ax.plot(
+                epochs, hist["val_loss"], "--", color=line.get_color(), label=f"{name} {held_out}"
+            )
+        title = "parity: MSE" if recipe == "parity" else "best: MSE (train adds the L2 term)"
+        ax.set(title=title, xlabel="epoch", ylabel="loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -428,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
         "comparison": summary,
+        "parity_params_at_ml1m_sizes": parity_params(6040, 3706),
         "curves": curves,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
@@ -440,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {cmp['param_ratio']:.2f}x fewer parameters, "
             f"eval MAE {100 * cmp['mae_increase']:+.2f}% vs full"
         )
+    at_1m = result["parity_params_at_ml1m_sizes"]
+    print(
+        f"(the parity models at MovieLens-1M sizes: {at_1m['full']:,} vs "
+        f"{at_1m['qr_user+md_movie']:,} parameters, "
+        f"{at_1m['full'] / at_1m['qr_user+md_movie']:.2f}x)"
+    )
     if args.plot:
         plot_curves(curves, args.plot)
     return 0

@@ -301,7 +301,9 @@ class MixedDimEmbedding(nn.Module):
     sum(block_sizes[:b + 1]))`, has its own `block_sizes[b] x block_dims[b]` table and a
     bias-free linear projection to `base_dim` (no projection, and no parameters, when
     `block_dims[b] == base_dim`). The lookup is vectorised: `torch.bucketize` finds every id's
-    block, then one gather and projection per block fills the output.
+    block, one stable sort groups the ids by block, each block gathers and projects its group,
+    and one `index_copy` restores the input order (no Python loop over ids; the Keras example
+    instead looks every id up in every block and masks).
 
     Tables are initialised like Keras' `Embedding` (U(-0.05, 0.05)) with `init="keras"`,
     projections Glorot-uniform like Keras' `Dense`. Parameters: `sum(size_b * dim_b) +
@@ -352,7 +354,9 @@ class MixedDimEmbedding(nn.Module):
                 raise ValueError(
                     "The 'rank_of_id' parameter of MixedDimEmbedding must be a permutation of "
                     f"0..{n - 1} (one rank per id, sum(block_sizes) = {n} ids). Got "
-                    f"{ranks.numel()} values instead; build it with frequency_blocks(counts)."
+                    f"{ranks.numel()} values"
+                    f"{' with repeats' if ranks.numel() == n else ''} instead; build it with "
+                    "frequency_blocks(counts)."
                 )
             self.register_buffer("rank_of_id", ranks)
         else:
