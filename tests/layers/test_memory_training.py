@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -12,6 +12,15 @@ import towerrec as tr
 from towerrec.layers.memory import HashEmbedding, MixedDimEmbedding, QREmbedding
 
 NUM_USERS, NUM_ITEMS, DIM = 60, 40, 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny batches: intra-op threads only add synchronisation (badly so on shared cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class _TwoTower(tr.Model):
