@@ -293,14 +293,14 @@ class Recommender:
                 queries, kmax, exclude=exclusions if has_exclusions else None
             )
             scores_np = scores.numpy()
+            titles = self._titles_of(ids)
             for j, i in enumerate(rows):
                 row_scores = scores_np[j, : ks[i]]
                 keep = np.isfinite(row_scores)
-                row_ids = ids[j, : ks[i]][keep]
                 results[i] = Recommendation(
-                    ids=row_ids.tolist(),
+                    ids=ids[j, : ks[i]][keep].tolist(),
                     scores=row_scores[keep].tolist(),
-                    titles=self._titles_of(row_ids),
+                    titles=titles[j, : ks[i]][keep].tolist(),
                     user_id=None if users is None else users[i],
                 )
         for i in np.flatnonzero(~known):
@@ -339,11 +339,14 @@ class Recommender:
         rows = self._seen_rows([self.coerce_user_id(user_id)], 1)
         return [] if rows[0] < 0 else self._seen_ids(int(rows[0]))
 
-    def _titles_of(self, ids: np.ndarray) -> list[str | None]:
-        if len(ids) == 0:
-            return []
-        positions = self._item_index.get_indexer(pd.Index(ids))
-        return self._titles[positions].tolist()
+    def _titles_of(self, ids: np.ndarray) -> np.ndarray:
+        """[...] raw item ids (-1 / "" for padding) -> [...] object array of titles."""
+        if ids.size == 0:
+            return np.empty(ids.shape, dtype=object)
+        positions = self._item_index.get_indexer(pd.Index(ids.ravel())).reshape(ids.shape)
+        out = self._titles[np.maximum(positions, 0)]
+        out[positions < 0] = None
+        return out
 
     def _popular_for(self, user: Any, k: int, seen_row: int) -> Recommendation:
         order = self._popular
@@ -388,7 +391,7 @@ class Recommender:
         return Recommendation(
             ids=row_ids.tolist(),
             scores=scores.numpy()[0][keep].tolist(),
-            titles=self._titles_of(row_ids),
+            titles=self._titles_of(row_ids).tolist(),
             item_id=item,
         )
 

@@ -1,0 +1,190 @@
+"""The FastAPI app: every endpoint, and every kind of bad input answered with a message."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from towerrec.serving import Recommender, create_app
+
+
+@pytest.fixture(scope="module")
+def rec(bundle_path) -> Recommender:
+    return Recommender.load(bundle_path)
+
+
+@pytest.fixture(scope="module")
+def client(rec, test_client_class):
+    with test_client_class(create_app(rec, max_k=25, max_batch=4)) as c:
+        yield c
+
+
+def detail(response) -> str:
+    return str(response.json()["detail"])
+
+
+def test_get_recommend(client, rec):
+    r = client.get("/recommend", params={"user_id": 1, "k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    expected = rec.recommend(1, k=5)
+    assert body["user_id"] == 1 and body["fallback"] is None
+    assert body["ids"] == expected.ids and body["titles"] == expected.titles
+    assert body["scores"] == pytest.approx(expected.scores, rel=1e-5)
+    r = client.get("/recommend", params={"user_id": 1, "k": 5, "exclude_seen": "false"})
+    assert r.json()["ids"] == rec.recommend(1, k=5, exclude_seen=False).ids
+    assert len(client.get("/recommend", params={"user_id": 2}).json()["ids"]) == 10
+
+
+def test_concurrent_requests_are_batched_correctly(client, rec):
+    users = list(range(1, 25))
+
+    def fetch(user):
+        return client.get("/recommend", params={"user_id": user, "k": 3}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(fetch, users))
+    for user, body in zip(users, bodies, strict=True):
+        assert body["user_id"] == user
+        assert body["ids"] == rec.recommend(user, k=3).ids
+
+
+def test_unknown_user_falls_back_flagged(client):
+    r = client.get("/recommend", params={"user_id": 99_999, "k": 3})
+    assert r.status_code == 200
+    assert r.json()["fallback"] == "popular" and len(r.json()["ids"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"user_id": 1, "k": 0}, "greater than or equal to 1"),
+        ({"user_id": 1, "k": 26}, "less than or equal to 25"),
+        ({"user_id": 1, "k": 10**9}, "less than or equal to 25"),
+        ({"user_id": 1, "k": "ten"}, "valid integer"),
+        ({"k": 3}, "user_id"),
+        ({"user_id": "abc"}, "must be an integer id"),
+        ({"user_id": ""}, "at least 1 character"),
+        ({"user_id": 1, "exclude_seen": "maybe"}, "valid boolean"),
+    ],
+)
+def test_get_recommend_bad_input(client, params, message):
+    r = client.get("/recommend", params=params)
+    assert r.status_code == 422
+    assert message in detail(r)
+
+
+def test_k_above_the_corpus_is_rejected(rec, test_client_class):
+    with test_client_class(create_app(rec, max_k=1000)) as c:
+        n = rec.num_candidates
+        assert len(c.get("/recommend", params={"user_id": 1, "k": n}).json()["ids"]) <= n
+        r = c.get("/recommend", params={"user_id": 1, "k": n + 1})
+        assert r.status_code == 422 and f"between 1 and {n}" in detail(r)
+        assert c.get("/metadata").json()["max_k"] == n
+
+
+def test_post_recommend_batch(client, rec):
+    r = client.post("/recommend", json={"user_ids": [1, "2", 99_999], "k": 4})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["user_id"] for x in results] == [1, 2, 99_999]
+    assert results[0]["ids"] == rec.recommend(1, k=4).ids
+    assert [x["fallback"] for x in results] == [None, None, "popular"]
+    r = client.post("/recommend", json={"user_ids": [1], "exclude_seen": False})
+    assert r.json()["results"][0]["ids"] == rec.recommend(1, k=10, exclude_seen=False).ids
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"user_ids": [1, 2, 3, 4, 5]}, 422, "at most 4 user ids"),
+        ({"user_ids": []}, 422, "at least 1 item"),
+        ({"user_ids": [1], "k": 0}, 422, "between 1 and 25"),
+        ({"user_ids": [1], "k": 26}, 422, "between 1 and 25"),
+        ({"user_ids": [1], "k": "3"}, 422, "valid integer"),
+        ({"user_ids": [True]}, 422, "valid integer"),
+        ({"user_ids": [1.5]}, 422, "valid integer"),
+        ({"user_ids": ["x"]}, 422, "must be an integer id"),
+        ({"k": 3}, 422, "user_ids"),
+        ({"user_ids": 7}, 422, "valid list"),
+    ],
+)
+def test_post_recommend_bad_input(client, body, status, message):
+    r = client.post("/recommend", json=body)
+    assert r.status_code == status
+    assert message in detail(r)
+
+
+def test_post_recommend_malformed_json(client):
+    r = client.post(
+        "/recommend", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+def test_similar(client, rec):
+    item = int(rec.bundle.candidate_ids[0])
+    r = client.get("/similar", params={"item_id": item, "k": 4})
+    assert r.status_code == 200
+    assert r.json()["item_id"] == item
+    assert r.json()["ids"] == rec.similar_items(item, 4).ids
+    r = client.get("/similar", params={"item_id": item, "k": 4, "metric": "dot"})
+    assert r.json()["ids"] == rec.similar_items(item, 4, metric="dot").ids
+    r = client.get("/similar", params={"item_id": 12345})
+    assert r.status_code == 404 and "Unknown item id" in detail(r)
+    assert client.get("/similar", params={"item_id": "zz"}).status_code == 422
+    assert client.get("/similar", params={"item_id": item, "metric": "l2"}).status_code == 422
+    assert client.get("/similar").status_code == 422
+
+
+def test_predict(client, rec):
+    r = client.get("/predict", params={"user_id": 1, "item_id": 3})
+    assert r.status_code == 200
+    assert r.json() == {"user_id": 1, "item_id": 3, "rating": pytest.approx(rec.predict(1, 3))}
+    r = client.get("/predict", params={"user_id": 1, "item_id": 12345})
+    assert r.status_code == 404 and "Unknown item id" in detail(r)
+    r = client.get("/predict", params={"user_id": 12345, "item_id": 3})
+    assert r.status_code == 404 and "Unknown user id" in detail(r)
+    assert client.get("/predict", params={"user_id": 1}).status_code == 422
+    assert client.get("/predict", params={"user_id": "a", "item_id": 3}).status_code == 422
+
+
+def test_healthz_metadata_docs(client, rec):
+    assert client.get("/healthz").json() == {"status": "ok", "items": rec.num_candidates}
+    meta = client.get("/metadata").json()
+    assert meta["manifest"] == rec.manifest
+    assert meta["rating_head"] is True and meta["max_batch"] == 4
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/similar", "/predict", "/healthz", "/metadata"} <= set(paths)
+    assert set(paths["/recommend"]) == {"get", "post"}
+
+
+def test_create_app_validates_limits(rec):
+    with pytest.raises(ValueError, match="'max_k' parameter of create_app"):
+        create_app(rec, max_k=0)
+
+
+def test_predict_without_rating_head_is_a_clear_400(trained, tmp_path, test_client_class):
+    import numpy as np
+    from torch import nn
+
+    from towerrec.serving import export
+
+    tower = nn.Embedding(trained.space["user_id"].size, 4)
+
+    class Tower(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = tower
+
+        def forward(self, features):
+            return self.table(features["user_id"])
+
+    ids, items = np.arange(1, 31), np.ones((30, 4), dtype=np.float32)
+    path = export(None, trained.space, tmp_path / "b", query_tower=Tower(), candidates=(ids, items))
+    with test_client_class(create_app(Recommender.load(path))) as c:
+        r = c.get("/predict", params={"user_id": 1, "item_id": 3})
+        assert r.status_code == 400 and "no rating head" in detail(r)
+        assert c.get("/metadata").json()["rating_head"] is False
