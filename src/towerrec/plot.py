@@ -105,10 +105,10 @@ def history(
             colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", [None])
             for i, (h, label) in enumerate(zip(items, labels, strict=True)):
                 color = colors[i % len(colors)]
-                curves = [(name, "-", None, "")]
+                curves = [(name, "-", "")]
                 if validation and not name.startswith("val_"):
-                    curves.append((f"val_{name}", "--", "o", " (validation)"))
-                for metric, style, marker, suffix in curves:
+                    curves.append((f"val_{name}", "--", " (validation)"))
+                for metric, style, suffix in curves:
                     xs, ys = _points(h, metric)
                     if not xs:
                         continue
@@ -116,7 +116,7 @@ def history(
                         xs,
                         ys,
                         linestyle=style,
-                        marker=marker if len(xs) <= 80 else None,
+                        marker="o" if len(xs) <= 80 else None,
                         markersize=3,
                         color=color,
                         label=f"{label}{suffix}",
