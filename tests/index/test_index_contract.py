@@ -62,7 +62,7 @@ def _check_result(index, corpus, queries, scores, ids, k, id_list=None) -> None:
         found = [v for v in ids[row].tolist() if v not in ("", -1)]
         assert len(set(found)) == len(found), "an id was returned twice"
         pos = np.array([position[v] for v in found], dtype=np.int64)
-        if not getattr(index, "kind", "") == "ivf_pq":  # PQ returns estimated scores
+        if getattr(index, "kind", "") != "ivf_pq":  # PQ returns estimated scores
             true = corpus[pos].astype(np.float64) @ queries[row].astype(np.float64)
             np.testing.assert_allclose(s[row, : len(found)], true, atol=1e-4, rtol=1e-5)
 
@@ -236,9 +236,9 @@ def test_wrong_shapes_and_values_are_clear_errors(kind, data) -> None:
         fresh.index(corpus[:3], ["a", "b", "a"])
     with pytest.raises(TypeError, match="only str ids or only int ids"):
         fresh.index(corpus[:2], ["a", 1])
-    with pytest.raises(TypeError, match="only str ids or only int ids. Got values of types"):
+    with pytest.raises(TypeError, match=r"only str ids or only int ids\. Got values of types"):
         fresh.index(corpus[:2], [0.5, 1.5])
-    with pytest.raises(TypeError, match="str or int ids. Got an array of dtype float64"):
+    with pytest.raises(TypeError, match=r"str or int ids\. Got an array of dtype float64"):
         fresh.index(corpus[:2], np.array([0.5, 1.5]))
     with pytest.raises(ValueError, match=r"shape \[N, D\]"):
         fresh.index(corpus[0])

@@ -68,10 +68,7 @@ class BruteForce(Index):
     # -------------------------------------------------------------- hooks
     def _fit(self, embeddings: np.ndarray) -> None:
         # Own a contiguous float32 copy so later changes to the caller's array cannot leak in.
-        if embeddings.flags.owndata and embeddings.flags.c_contiguous:
-            self.embeddings_ = embeddings
-        else:
-            self.embeddings_ = np.array(embeddings, dtype=np.float32, order="C", copy=True)
+        self.embeddings_ = np.array(embeddings, dtype=np.float32, order="C", copy=True)
 
     def _config(self) -> dict[str, Any]:
         return {"chunk_size": self.chunk_size}

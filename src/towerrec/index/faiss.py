@@ -217,13 +217,13 @@ class Faiss(Index):
         return _VECTORS_FILE
 
     def _load_vectors(self, folder: Path, meta: dict[str, Any]) -> None:
-        faiss = _import_faiss()
         path = folder / meta.get("vectors_file", _VECTORS_FILE)
         if not path.is_file():
             raise FileNotFoundError(
                 f"The saved index at {str(folder)!r} lacks its FAISS file {path.name!r}. "
                 "Save the index again."
             )
+        faiss = _import_faiss()
         try:
             self.index_ = faiss.read_index(str(path))
         except RuntimeError as e:
