@@ -21,6 +21,7 @@ FACTORIES = {
     "brute_force_chunked": lambda: ti.BruteForce(chunk_size=37),
     "faiss_flat": lambda: ti.Faiss("flat"),
     "faiss_hnsw": lambda: ti.Faiss("hnsw"),
+    "faiss_hnsw_ip": lambda: ti.Faiss("hnsw", l2_transform=False),
     "faiss_ivf_flat": lambda: ti.Faiss("ivf_flat"),
     "faiss_ivf_pq": lambda: ti.Faiss("ivf_pq"),
 }

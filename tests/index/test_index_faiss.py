@@ -34,10 +34,12 @@ def _recall(got: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(got, exact, strict=True)]))
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf_flat"])
-def test_recall_of_hnsw_and_ivf_flat(kind, clustered) -> None:
+@pytest.mark.parametrize(
+    ("kind", "params"), [("hnsw", {}), ("hnsw", {"l2_transform": False}), ("ivf_flat", {})]
+)
+def test_recall_of_hnsw_and_ivf_flat(kind, params, clustered) -> None:
     corpus, queries, exact = clustered
-    index = ti.Faiss(kind).index(corpus)
+    index = ti.Faiss(kind, **params).index(corpus)
     assert not index.is_exact
     _, got = index.query(queries, K)
     assert _recall(got.tolist(), exact.tolist()) >= 0.9
@@ -67,6 +69,24 @@ def test_search_parameters_can_be_changed_after_index(clustered) -> None:
     low = _recall(hnsw.query(queries, K)[1].tolist(), exact.tolist())
     hnsw.ef_search = 256
     assert _recall(hnsw.query(queries, K)[1].tolist(), exact.tolist()) >= low
+
+
+def test_hnsw_transform_is_saved_and_scores_stay_exact(tmp_path) -> None:
+    # Norms differ a lot here, the case where the transform matters.
+    rng = np.random.default_rng(5)
+    corpus = (rng.standard_normal((2000, 12)) * rng.uniform(0.1, 3.0, (2000, 1))).astype(np.float32)
+    queries = rng.standard_normal((20, 12)).astype(np.float32)
+    index = ti.Faiss("hnsw", ef_search=400).index(corpus)
+    assert index.index_.d == 13 and index.dim == 12
+    scores, got = index.query(queries, K)
+    true = np.einsum("bkd,bd->bk", corpus[got].astype(np.float64), queries.astype(np.float64))
+    np.testing.assert_allclose(scores.numpy(), true, atol=1e-5)
+    _, exact = ti.BruteForce().index(corpus).query(queries, K)
+    assert _recall(got.tolist(), exact.tolist()) >= 0.95
+    index.save(tmp_path / "h")
+    loaded = ti.load(tmp_path / "h")
+    assert loaded.l2_transform and loaded.dim == 12
+    np.testing.assert_array_equal(loaded.query(queries, K)[1], got)
 
 
 def test_flat_matches_brute_force(clustered) -> None:
@@ -100,6 +120,8 @@ def test_configuration_errors_name_the_problem() -> None:
         ti.Faiss("ivf_flat", nprobe=0)
     with pytest.raises(ConfigError, match="'M' parameter"):
         ti.Faiss("hnsw", M=2.5)
+    with pytest.raises(ConfigError, match=r"'l2_transform' parameter .* must be True or False"):
+        ti.Faiss("hnsw", l2_transform=1)
     with pytest.raises(ConfigError, match=r"must not exceed the number of vectors \(300\)"):
         ti.Faiss("ivf_flat", nlist=301).index(x)
     with pytest.raises(ConfigError, match=r"must divide the dimension 8\. Got 3"):

@@ -20,7 +20,7 @@ _NEG_INF = np.float32(-np.inf)
 #: Parameters each kind accepts, with their defaults (None: chosen from the corpus at `index`).
 _PARAMS: dict[str, dict[str, Any]] = {
     "flat": {},
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 128},
+    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 128, "l2_transform": True},
     "ivf_flat": {"nlist": None, "nprobe": None, "train_size": None, "seed": 0},
     "ivf_pq": {
         "nlist": None,
@@ -60,7 +60,12 @@ class Faiss(Index):
     kind:
       - "flat": `IndexFlatIP`, exact (the FAISS reference);
       - "hnsw": HNSW graph over full vectors. Params: `M` (32, links per node),
-        `ef_construction` (80), `ef_search` (128; the search uses max(ef_search, k));
+        `ef_construction` (80), `ef_search` (128; the search uses max(ef_search, k)),
+        `l2_transform` (True: build the graph on the Euclidean transform of the problem,
+        `x -> [x, sqrt(R^2 - |x|^2)]`, `q -> [q, 0]`, R the largest norm, whose L2 nearest
+        neighbours are exactly the largest inner products; HNSW's pruning assumes a metric,
+        and on raw inner products its recall plateaus well below 1). Returned scores are
+        recomputed exactly from the stored vectors;
       - "ivf_flat": inverted lists of full vectors. Params: `nlist` (default about 4*sqrt(N)),
         `nprobe` (lists visited per query; default min(nlist, 32)), `train_size` (vectors the
         k-means is trained on; default min(N, max(64 * nlist, 65536))), `seed`;
@@ -93,6 +98,14 @@ class Faiss(Index):
         self.kind = kind
         for name, default in allowed.items():
             value = params.get(name, default)
+            if isinstance(default, bool):
+                if not isinstance(value, bool | np.bool_):
+                    raise ConfigError(
+                        f"The '{name}' parameter of Faiss(kind={kind!r}) must be True or False. "
+                        f"Got {value!r} instead."
+                    )
+                setattr(self, name, bool(value))
+                continue
             if value is not None and (
                 isinstance(value, bool)
                 or not isinstance(value, int | np.integer)
@@ -123,7 +136,11 @@ class Faiss(Index):
         if self.kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.M, ip)
+            if self.l2_transform:
+                index = faiss.IndexHNSWFlat(d + 1, self.M, faiss.METRIC_L2)
+                embeddings = _augment_corpus(embeddings)
+            else:
+                index = faiss.IndexHNSWFlat(d, self.M, ip)
             index.hnsw.efConstruction = self.ef_construction
         else:
             nlist = self.nlist if self.nlist is not None else default_nlist(n)
@@ -171,16 +188,44 @@ class Faiss(Index):
             return faiss.SearchParametersIVF(nprobe=nprobe)
         return None
 
+    @property
+    def _transformed(self) -> bool:
+        return self.kind == "hnsw" and self.l2_transform
+
     def _raw_search(self, queries: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """[B, D], fetch -> [B, fetch] scores, labels from FAISS (exhaustive when fetch >= N)."""
+        """[B, D], fetch -> [B, fetch] inner products (best first), labels (-1: none found).
+
+        Exhaustive when fetch >= N, so that every candidate can be returned.
+        """
         exhaustive = fetch >= self.index_.ntotal
+        if self._transformed:
+            queries = np.concatenate([queries, np.zeros((len(queries), 1), np.float32)], axis=1)
         if exhaustive and self.kind == "hnsw":
             faiss = _import_faiss()
-            return faiss.downcast_index(self.index_.storage).search(queries, fetch)
-        params = self._search_params(exhaustive)
-        if params is None:
-            return self.index_.search(queries, fetch)
-        return self.index_.search(queries, fetch, params=params)
+            scores, labels = faiss.downcast_index(self.index_.storage).search(queries, fetch)
+        else:
+            params = self._search_params(exhaustive)
+            if params is None:
+                scores, labels = self.index_.search(queries, fetch)
+            else:
+                scores, labels = self.index_.search(queries, fetch, params=params)
+        if self._transformed:
+            return self._rescore(queries[:, :-1], labels)
+        return _clean(scores, labels)
+
+    def _rescore(self, queries: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[B, D] queries, [B, f] labels -> exact inner products from the stored vectors, re-sorted."""
+        faiss = _import_faiss()
+        storage = faiss.downcast_index(self.index_.storage)
+        stored = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d)
+        stored = stored.reshape(storage.ntotal, storage.d)
+        missing = labels < 0
+        vectors = stored[np.where(missing, 0, labels), : self.dim_]
+        scores = np.einsum("bfd,bd->bf", vectors, queries, dtype=np.float32)
+        scores[missing] = _NEG_INF
+        order = np.argsort(-scores, axis=1, kind="stable")
+        labels = np.where(missing, -1, labels).astype(np.int64)
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(labels, order, axis=1)
 
     def _search(
         self, queries: np.ndarray, k: int, exclude: Exclusions | None
@@ -230,7 +275,14 @@ class Faiss(Index):
             raise DataFormatError(
                 f"{str(path)!r} is not a readable FAISS index ({e}). Save the index again."
             ) from e
-        self.dim_ = int(self.index_.d)
+        self.dim_ = int(self.index_.d) - int(self._transformed)
+
+
+def _augment_corpus(embeddings: np.ndarray) -> np.ndarray:
+    """[N, D] -> [N, D + 1] with the extra coordinate sqrt(R^2 - |x|^2): equal norms R."""
+    sq = np.einsum("nd,nd->n", embeddings, embeddings, dtype=np.float64)
+    extra = np.sqrt(np.maximum(sq.max() - sq, 0.0)).astype(np.float32)
+    return np.concatenate([embeddings, extra[:, None]], axis=1)
 
 
 def _clean(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
