@@ -13,7 +13,8 @@ Latency is measured per request on the client, from send to parsed response.
     python benchmarks/serving.py --skip-index --out http.json   # HTTP part only
 
 Writes `{"index": [...], "http": {"concurrency", "requests", "errors", "rps", "p50_ms",
-"p99_ms", ...}}` and prints tables. Traffic goes to 127.0.0.1 only.
+"p99_ms", ...}}` and prints tables: the index rows are those of `benchmarks/index_speed.py`
+(imported and run with its own defaults, not duplicated here). Traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -41,28 +43,34 @@ from _synthetic import gaussian_mixture
 
 
 # ------------------------------------------------------------------------------------ index
-def index_part(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Rows of the index benchmark (`benchmarks/index_speed.py`), run with its defaults."""
-    try:
-        import index_speed
-    except ImportError as e:
-        raise SystemExit(
-            f"benchmarks/index_speed.py is needed for the index part ({e}); run with "
-            "--skip-index to measure HTTP serving only."
-        ) from None
-    runner = getattr(index_speed, "run", None)
-    if runner is None:
-        raise SystemExit("benchmarks/index_speed.py has no run() function to call.")
-    kwargs: dict[str, Any] = {}
-    if args.index_sizes:
-        kwargs["sizes"] = args.index_sizes
-    rows = runner(**kwargs)
-    return list(rows)
+def index_part(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `benchmarks/index_speed.py` (its protocol and defaults) -> its rows and checks.
+
+    `--index-corpus` and `--index-args` are passed on to it; it prints its own tables.
+    """
+    import index_speed
+
+    argv = ["--out", ""]
+    if args.index_corpus:
+        argv += ["--corpus", *map(str, args.index_corpus)]
+    argv += shlex.split(args.index_args)
+    with tempfile.TemporaryDirectory(prefix="towerrec-index-bench-") as tmp:
+        argv[1] = str(Path(tmp) / "index.json")
+        index_speed.main(argv)
+        report = json.loads(Path(argv[1]).read_text())
+    return report
 
 
 # ------------------------------------------------------------------------------------ bundle
 def build_bundle(
-    folder: Path, *, items: int, users: int, dim: int, seen_per_user: int, seed: int = 0
+    folder: Path,
+    *,
+    items: int,
+    users: int,
+    dim: int,
+    seen_per_user: int,
+    index: str | None = None,
+    seed: int = 0,
 ) -> Path:
     """Export a MultitaskModel bundle whose item/user embeddings come from one mixture."""
     import pandas as pd
@@ -91,7 +99,7 @@ def build_bundle(
         }
     )
     titles = pd.DataFrame({"item_id": item_ids, "title": [f"Item {i}" for i in item_ids]})
-    return export(model, space, folder / "bundle", items=titles, seen=seen)
+    return export(model, space, folder / "bundle", items=titles, seen=seen, index=index)
 
 
 # ------------------------------------------------------------------------------------ server
@@ -151,17 +159,24 @@ async def load_test(
     `max_requests` requests. -> counts, errors, requests/s, latency percentiles."""
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
+    # One client (one keep-alive connection) per worker: httpcore's pool scans every
+    # connection for every request, which costs ~10x more client CPU at 32 connections in one
+    # pool, CPU the server shares on a small machine.
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) for _ in range(concurrency)
+    ]
+    latencies: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    try:
         rng = random.Random(seed)
-        for _ in range(warmup):
+        for i in range(warmup):
+            client = clients[i % concurrency]
             await client.get("/recommend", params={"user_id": rng.choice(users), "k": k})
-        latencies: list[float] = []
-        errors: list[str] = []
-        issued = 0
         deadline = time.perf_counter() + duration
 
-        async def worker(worker_seed: int) -> None:
+        async def worker(client: httpx.AsyncClient, worker_seed: int) -> None:
             nonlocal issued
             local = random.Random(worker_seed)
             while issued < max_requests and time.perf_counter() < deadline:
@@ -180,8 +195,11 @@ async def load_test(
                     errors.append(problem)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker(seed + 1 + i) for i in range(concurrency)))
+        await asyncio.gather(*(worker(c, seed + 1 + i) for i, c in enumerate(clients)))
         elapsed = time.perf_counter() - began
+    finally:
+        for client in clients:
+            await client.aclose()
     ms = np.asarray(latencies) * 1000.0
     return {
         "concurrency": concurrency,
@@ -209,6 +227,7 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
             users=args.users,
             dim=args.dim,
             seen_per_user=args.seen_per_user,
+            index=None if args.index == "brute_force" else args.index,
         )
         export_s = time.perf_counter() - began
         port = free_port()
@@ -234,17 +253,16 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             stop_server(proc)
             server_log = log.read_text(errors="replace")[-2000:]
-    bundle_mb = None
     result.update(
         {
             "items": args.items,
             "users": args.users,
             "dim": args.dim,
+            "index": args.index,
             "workers": args.workers,
             "threads": args.threads,
             "export_s": export_s,
             "startup_s": startup_s,
-            "bundle_mb": bundle_mb,
         }
     )
     if result["errors"]:
@@ -279,11 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-index", action="store_true", help="skip the index part")
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP part")
     parser.add_argument(
-        "--index-sizes", type=int, nargs="*", help="corpus sizes for the index part"
+        "--index-corpus",
+        type=int,
+        nargs="+",
+        help="corpus sizes for the index part (default: index_speed.py's, 100k and 1M)",
+    )
+    parser.add_argument(
+        "--index-args", default="", help="more arguments for index_speed.py, e.g. '--queries 300'"
     )
     parser.add_argument("--items", type=int, default=100_000, help="candidates in the bundle")
     parser.add_argument("--users", type=int, default=10_000, help="known users")
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension")
+    parser.add_argument(
+        "--index",
+        default="brute_force",
+        choices=["brute_force", "flat", "hnsw", "ivf_flat", "ivf_pq"],
+        help="the bundle's top-k index",
+    )
     parser.add_argument("--seen-per-user", type=int, default=20, help="seen items per user")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--duration", type=float, default=20.0, help="load-test seconds")
@@ -303,8 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     if not args.skip_index:
-        report["index"] = index_part(args)
-        print_table(report["index"], "Index (per-query latency, batched throughput, recall@100)")
+        index_report = index_part(args)
+        report["index"] = index_report["index"]
+        report["index_settings"] = index_report.get("settings")
+        report["index_acceptance"] = index_report.get("acceptance")
     if not args.skip_http:
         report["http"] = http_part(args)
         print_table([report["http"]], "HTTP GET /recommend (k=10)")
