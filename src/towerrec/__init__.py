@@ -19,14 +19,14 @@ from towerrec.errors import (
     TowerrecError,
 )
 from towerrec.models.base import Model
+from towerrec.summary import summary
 from towerrec.train import Callback, Checkpoint, EarlyStopping, History, Trainer
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"data", "datasets", "features", "index", "serving", "plot", "models", "cli"}
+_LAZY_MODULES = {"data", "datasets", "features", "index", "serving", "plot", "models", "recipes", "cli"}
 _LAZY_NAMES = {
     "FeatureSpace": "towerrec.features",
-    "summary": "towerrec.summary",
 }
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "models",
     "optim",
     "plot",
+    "recipes",
     "serving",
     "summary",
     "tasks",

@@ -152,3 +152,18 @@ def test_bad_arguments() -> None:
         Retrieval(temperature=0.0)
     with pytest.raises(ValueError, match="num_hard_negatives"):
         Retrieval(num_hard_negatives=0)
+
+
+def test_positive_indices_full_softmax_matches_cross_entropy() -> None:
+    torch.manual_seed(4)
+    q = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    corpus = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 4, 4, 8, 2, 1])
+    expected = torch.nn.functional.cross_entropy(q @ corpus.T, target, reduction="sum")
+    ge = torch.autograd.grad(expected, [q, corpus])
+    for fused in (True, False):
+        got = Retrieval(fused=fused)(q, corpus, positive_indices=target)
+        gg = torch.autograd.grad(got, [q, corpus])
+        assert got.item() == pytest.approx(expected.item(), rel=1e-10)
+        for x, y in zip(gg, ge, strict=True):
+            torch.testing.assert_close(x, y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -94,12 +95,19 @@ class MultitaskModel(Model):
 class JointModel(Model):
     """A stronger joint rating + retrieval model on the same two features (user id, item id).
 
-    Towers: user and item embeddings of `dim`. Retrieval score = <u, v> + b_item (the item bias is
-    folded into the dot product as an extra coordinate, so any top-k index serves it), trained
-    with in-batch softmax corrected by each candidate's in-batch sampling probability (logQ) so
-    it learns p(item | user), not just lift. Rating = global mean + b_user + b_item +
-    <P_u, Q_i>, a regularised biased factorisation whose factors are heads over the shared tower
-    outputs. Weight decay through `l2`.
+    Both towers look their id up in the training interactions (buffers set once with
+    `set_interactions`), as a feature lookup, then learn from there:
+
+    - Query tower: the mean embedding of the items in the user's training history, plus a
+      user-id embedding, through a dense layer. During training the target item is taken out
+      of its own history, so the model learns to predict an item the user has not been seen
+      with (and stops spending its top-k on items already in the history).
+    - Candidate tower: an item embedding with the item bias as an extra coordinate (so any
+      top-k index serves the score). Retrieval is a full softmax over the corpus
+      (`retrieval="full"`) or an in-batch softmax with the sampling-probability correction.
+    - Rating head: the item-based autoencoder recipe: h_i = sigmoid(V r_i + b) over the item's
+      column of training ratings, r_ui = <W_u, h_i> + c_u, clamped to the rating range at
+      evaluation. `l2` weighs the squared norms of V and W.
     """
 
     def __init__(
@@ -108,11 +116,16 @@ class JointModel(Model):
         num_items: int,
         *,
         dim: int = 64,
-        rating_dim: int = 64,
+        hidden: int = 500,
         rating_weight: float = 1.0,
         retrieval_weight: float = 1.0,
-        item_log_prob: torch.Tensor | None = None,
-        global_mean: float = 3.5,
+        retrieval: str = "full",
+        l2: float = 6e-4,
+        retrieval_l2: float = 0.0,
+        use_user_embedding: bool = False,
+        history_norm: str = "sqrt",
+        rating_lr_scale: float = 1.0,
+        rating_range: tuple[float, float] = (1.0, 5.0),
         temperature: float | None = None,
         ks: Sequence[int] = (1, 5, 10, 50, 100),
         seen: SeenItems | None = None,
@@ -121,48 +134,104 @@ class JointModel(Model):
         rating_key: str = "rating",
     ) -> None:
         super().__init__()
+        if retrieval not in ("full", "in_batch"):
+            raise ValueError(
+                f"The 'retrieval' parameter of JointModel must be 'full' or 'in_batch'. Got {retrieval!r} instead."
+            )
         self.config = {
             "num_users": num_users,
             "num_items": num_items,
             "dim": dim,
-            "rating_dim": rating_dim,
+            "hidden": hidden,
             "rating_weight": rating_weight,
             "retrieval_weight": retrieval_weight,
-            "global_mean": global_mean,
+            "retrieval": retrieval,
+            "l2": l2,
+            "retrieval_l2": retrieval_l2,
+            "use_user_embedding": use_user_embedding,
+            "history_norm": history_norm,
+            "rating_lr_scale": rating_lr_scale,
+            "rating_range": list(rating_range),
             "temperature": temperature,
             "user_key": user_key,
             "item_key": item_key,
             "rating_key": rating_key,
         }
-        self.user_model = Embedding(num_users, dim, init="normal", std=0.01)
-        self.item_model = Embedding(num_items, dim, init="normal", std=0.01)
+        # Feature lookups built from the training interactions.
+        self.register_buffer("item_ratings", torch.zeros(num_items, num_users))
+        self.register_buffer("user_history", torch.zeros(num_users, num_items))
+        self.register_buffer("item_log_prob", torch.full((num_items,), -math.log(num_items)))
+        # Query tower.
+        self.history_model = Embedding(num_items, dim, init="normal", std=0.05)
+        self.user_model = Embedding(num_users, dim, init="normal", std=0.05) if use_user_embedding else None
+        self.query_layer = nn.Linear(dim, dim)
+        # Candidate tower.
+        self.item_model = Embedding(num_items, dim, init="normal", std=0.05)
         self.item_bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(self.item_bias.weight)
-        self.user_rating = Embedding(num_users, rating_dim, init="normal", std=0.01)
-        self.item_rating = Embedding(num_items, rating_dim, init="normal", std=0.01)
+        # Rating head.
+        self.encoder = nn.Linear(num_users, hidden)
+        self.user_decoder = Embedding(num_users, hidden, init="normal", std=0.01)
         self.user_rating_bias = nn.Embedding(num_users, 1)
-        self.item_rating_bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(self.user_rating_bias.weight)
-        nn.init.zeros_(self.item_rating_bias.weight)
-        self.global_mean = global_mean
         self.rating_task = Ranking("mse", metrics=[RMSE(), MAE()])
         metrics = [FactorizedTopK(self.candidate_corpus, ks=tuple(ks))]
         if seen is not None:
-            metrics.append(
-                FactorizedTopK(self.candidate_corpus, ks=tuple(ks), seen=seen, prefix="excl_")
-            )
+            metrics.append(FactorizedTopK(self.candidate_corpus, ks=tuple(ks), seen=seen, prefix="excl_"))
         self.retrieval_task = Retrieval(metrics=metrics, temperature=temperature)
-        if item_log_prob is None:
-            item_log_prob = torch.zeros(num_items)
-        self.register_buffer("item_log_prob", item_log_prob.to(torch.float32))
         self.rating_weight = rating_weight
         self.retrieval_weight = retrieval_weight
+        self.retrieval = retrieval
+        self.l2 = l2
+        self.retrieval_l2 = retrieval_l2
+        self.rating_range = rating_range
+        if history_norm not in ("mean", "sqrt"):
+            raise ValueError(f"The 'history_norm' parameter of JointModel must be 'mean' or 'sqrt'. Got {history_norm!r} instead.")
+        self.history_norm = history_norm
+        self.rating_lr_scale = rating_lr_scale
         self.user_key, self.item_key, self.rating_key = user_key, item_key, rating_key
+
+    def optimizer_groups(self, lr: float) -> list[dict[str, object]]:
+        """Parameter groups for the optimizer: the rating head learns at `lr * rating_lr_scale`."""
+        rating = [*self.encoder.parameters(), *self.user_decoder.parameters(), *self.user_rating_bias.parameters()]
+        ids = {id(p) for p in rating}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": rating, "lr": lr * self.rating_lr_scale}]
+
+    @torch.no_grad()
+    def set_interactions(self, user_ids: torch.Tensor, item_ids: torch.Tensor, ratings: torch.Tensor) -> None:
+        """[P] user ids, [P] item ids, [P] ratings of the training set: the towers' lookups and
+        the items' sampling probabilities.
+        """
+        self.item_ratings.zero_()
+        self.item_ratings[item_ids, user_ids] = ratings.to(self.item_ratings.dtype)
+        self.user_history.zero_()
+        self.user_history[user_ids, item_ids] = 1.0
+        counts = torch.bincount(item_ids, minlength=self.item_ratings.shape[0]).to(torch.float32)
+        self.item_log_prob.copy_(torch.log((counts + 1.0) / (counts.sum() + len(counts))))
+
+    def _history(self, users: torch.Tensor, leave_out: torch.Tensor | None) -> torch.Tensor:
+        unique, inverse = torch.unique(users, return_inverse=True)
+        rows = self.user_history[unique]
+        sums = (rows @ self.history_model.weight)[inverse]
+        counts = rows.sum(1)[inverse]
+        if leave_out is not None:
+            present = self.user_history[users, leave_out]
+            sums = sums - present[:, None] * self.history_model(leave_out)
+            counts = counts - present
+        counts = counts.clamp(min=1.0)
+        return sums / (counts.sqrt() if self.history_norm == "sqrt" else counts)[:, None]
+
+    def _query(self, users: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._history(users, leave_out)
+        if self.user_model is not None:
+            x = x + self.user_model(users)
+        q = self.query_layer(x)
+        return torch.cat([q, torch.ones_like(q[:, :1])], dim=1)
 
     def query_embeddings(self, batch: Batch) -> torch.Tensor:
         """batch -> [B, dim + 1] user embeddings (the last coordinate is 1, for the item bias)."""
-        u = self.user_model(batch[self.user_key])
-        return torch.cat([u, torch.ones_like(u[:, :1])], dim=1)
+        return self._query(batch[self.user_key])
 
     def item_embeddings(self, item_ids: torch.Tensor) -> torch.Tensor:
         """[N] item ids -> [N, dim + 1] item embeddings (the last coordinate is the item bias)."""
@@ -173,32 +242,42 @@ class JointModel(Model):
         ids = torch.arange(self.item_model.num_embeddings)
         return self.item_embeddings(ids), ids
 
+    def item_hidden(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """[N] item ids -> [N, hidden] encodings of the items' training ratings."""
+        unique, inverse = torch.unique(item_ids, return_inverse=True)
+        return torch.sigmoid(self.encoder(self.item_ratings[unique]))[inverse]
+
     def predict_rating(self, batch: Batch) -> torch.Tensor:
         """batch -> [B] predicted ratings."""
         users, items = batch[self.user_key], batch[self.item_key]
-        dot = (self.user_rating(users) * self.item_rating(items)).sum(-1)
-        return (
-            self.global_mean
-            + self.user_rating_bias(users).squeeze(-1)
-            + self.item_rating_bias(items).squeeze(-1)
-            + dot
-        )
+        pred = (self.user_decoder(users) * self.item_hidden(items)).sum(-1) + self.user_rating_bias(users).squeeze(-1)
+        if not self.training:
+            pred = pred.clamp(*self.rating_range)
+        return pred
 
     def compute_loss(self, batch: Batch, training: bool = False) -> torch.Tensor:
         """batch of [B] user ids, item ids, ratings -> scalar weighted loss."""
         compute = not training
-        items = batch[self.item_key]
-        pred = self.predict_rating(batch)
-        rating_loss = self.rating_task(batch[self.rating_key], pred, compute_metrics=compute)
-        q = self.query_embeddings(batch)
-        c = self.item_embeddings(items)
-        prob = self.item_log_prob[items].exp()
-        retrieval_loss = self.retrieval_task(
-            q,
-            c,
-            candidate_sampling_probability=prob,
-            candidate_ids=items,
-            compute_metrics=compute,
-            query_ids=batch[self.user_key],
-        )
-        return self.rating_weight * rating_loss + self.retrieval_weight * retrieval_loss
+        users, items = batch[self.user_key], batch[self.item_key]
+        rating_loss = self.rating_task(batch[self.rating_key], self.predict_rating(batch), compute_metrics=compute)
+        q = self._query(users, leave_out=items if training else None)
+        if self.retrieval == "full":
+            corpus, ids = self.candidate_corpus()
+            retrieval_loss = self.retrieval_task(
+                q, corpus, candidate_ids=ids, positive_indices=items, compute_metrics=compute, query_ids=users
+            )
+        else:
+            retrieval_loss = self.retrieval_task(
+                q,
+                self.item_embeddings(items),
+                candidate_sampling_probability=self.item_log_prob[items].exp(),
+                candidate_ids=items,
+                compute_metrics=compute,
+                query_ids=users,
+            )
+        loss = self.rating_weight * rating_loss + self.retrieval_weight * retrieval_loss / q.shape[0]
+        if training and self.l2:
+            loss = loss + self.l2 * (self.encoder.weight.square().sum() + self.user_decoder.weight.square().sum())
+        if training and self.retrieval_l2:
+            loss = loss + self.retrieval_l2 * q[:, :-1].square().sum(-1).mean()
+        return loss

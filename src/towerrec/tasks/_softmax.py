@@ -26,6 +26,7 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
         candidate: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
+        positives: torch.Tensor | None,
     ) -> torch.Tensor:
         b = query.shape[0]
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -37,12 +38,13 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
         for start in range(0, b, step):
             stop = min(start + step, b)
             qc = query[start:stop]
-            pos_c = candidate[start:stop]
+            pos_idx = None if positives is None else positives[start:stop]
+            pos_c = candidate[start:stop] if pos_idx is None else candidate[pos_idx]
             positive = (qc * pos_c).sum(dim=1)
             logits = qc @ ct
             if bias is not None:
                 logits += bias
-                positive = positive + bias[start:stop]
+                positive = positive + (bias[start:stop] if pos_idx is None else bias[pos_idx])
             peak = logits.amax(dim=1, keepdim=True)
             expd = logits.sub_(peak).exp_()
             norm = expd.sum(dim=1)
@@ -56,7 +58,10 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
                 torch.mm(probs, candidate, out=grad_q[start:stop])  # type: ignore[index]
                 grad_q[start:stop] -= w[:, None] * pos_c  # type: ignore[index]
                 grad_c.addmm_(probs.T, qc)  # type: ignore[union-attr]
-                grad_c[start:stop] -= w[:, None] * qc  # type: ignore[index]
+                if pos_idx is None:
+                    grad_c[start:stop] -= w[:, None] * qc  # type: ignore[index]
+                else:
+                    grad_c.index_add_(0, pos_idx, w[:, None] * qc, alpha=-1.0)  # type: ignore[union-attr]
         ctx.save_for_backward(grad_q, grad_c)
         return total.to(query.dtype)
 
@@ -65,7 +70,7 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
         grad_q, grad_c = ctx.saved_tensors
         gq = grad_q * grad_out if grad_q is not None and ctx.needs_input_grad[0] else None
         gc = grad_c * grad_out if grad_c is not None and ctx.needs_input_grad[1] else None
-        return gq, gc, None, None
+        return gq, gc, None, None, None
 
 
 def fused_in_batch_softmax(
@@ -73,9 +78,11 @@ def fused_in_batch_softmax(
     candidate: torch.Tensor,
     weight: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[B, D] queries, [C, D] candidates (C >= B, row i's positive is candidate i), optional [B]
-    weights and [C] logit offsets -> scalar summed softmax cross-entropy.
+    """[B, D] queries, [C, D] candidates, optional [B] weights, [C] logit offsets and [B]
+    positive columns (default: row i's positive is candidate i) -> scalar summed softmax
+    cross-entropy.
     """
     if weight is None:
         weight = query.new_ones(query.shape[0])
@@ -84,4 +91,5 @@ def fused_in_batch_softmax(
         candidate.contiguous(),
         weight.detach().to(query.dtype),
         None if bias is None else bias.detach().to(query.dtype),
+        None if positives is None else positives.to(torch.int64),
     )

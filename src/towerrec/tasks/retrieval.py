@@ -115,13 +115,22 @@ class Retrieval(Task):
         compute_metrics: bool = True,
         compute_batch_metrics: bool = True,
         query_ids: torch.Tensor | None = None,
+        positive_indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[B, D] or [B, H, D] queries, [C, D] candidates, optional [B] weights, [C] sampling
         probabilities, [C] candidate ids, [B] query ids -> scalar loss.
+
+        `positive_indices` ([B] ints) turns the candidates into a shared set (e.g. the whole
+        corpus: a full softmax) in which row i's positive is column `positive_indices[i]`,
+        instead of column i.
         """
         b = query_embeddings.shape[0]
         c = candidate_embeddings.shape[0]
-        if c < b:
+        if positive_indices is not None:
+            positive_indices = positive_indices.reshape(-1).to(torch.int64)
+            if positive_indices.numel() != b:
+                raise ValueError(f"positive_indices has {positive_indices.numel()} values for {b} queries.")
+        elif c < b:
             raise ValueError(
                 f"Retrieval needs at least as many candidates as queries (row i's positive is "
                 f"candidate i); got {b} queries and {c} candidates."
@@ -155,22 +164,30 @@ class Retrieval(Task):
                 if self.temperature is None
                 else query_embeddings / self.temperature
             )
-            loss = fused_in_batch_softmax(q, candidate_embeddings, weight, bias)
+            loss = fused_in_batch_softmax(q, candidate_embeddings, weight, bias, positive_indices)
         else:
             logits = retrieval_scores(query_embeddings, candidate_embeddings)
-            labels = torch.eye(b, c, dtype=logits.dtype, device=logits.device)
+            target = torch.arange(b, device=logits.device) if positive_indices is None else positive_indices
             if self.temperature is not None:
                 logits = logits / self.temperature
             if bias is not None:
                 logits = logits + bias
-            if self.remove_accidental_hits and candidate_ids is not None:
-                logits = remove_accidental_hits(logits, labels, candidate_ids)
-            if compute_batch_metrics:
-                for m in self.batch_metrics:
-                    m.update(labels, logits, weight)  # type: ignore[call-arg]
-            if self.num_hard_negatives is not None:
-                logits, labels = hard_negative_mining(logits, labels, self.num_hard_negatives)
-            per_row = -(labels * F.log_softmax(logits, dim=1)).sum(dim=1)
+            needs_labels = (
+                (self.remove_accidental_hits and candidate_ids is not None)
+                or (compute_batch_metrics and self.batch_metrics)
+                or self.num_hard_negatives is not None
+            )
+            if needs_labels:
+                labels = F.one_hot(target, c).to(logits.dtype)
+                if self.remove_accidental_hits and candidate_ids is not None:
+                    logits = remove_accidental_hits(logits, labels, candidate_ids)
+                if compute_batch_metrics:
+                    for m in self.batch_metrics:
+                        m.update(labels, logits, weight)  # type: ignore[call-arg]
+                if self.num_hard_negatives is not None:
+                    logits, labels = hard_negative_mining(logits, labels, self.num_hard_negatives)
+                    target = torch.zeros(b, dtype=torch.int64, device=logits.device)  # positive first
+            per_row = F.cross_entropy(logits, target, reduction="none")
             if weight is not None:
                 per_row = per_row * weight
             loss = per_row.sum()
@@ -178,12 +195,13 @@ class Retrieval(Task):
             loss = loss / b
 
         if compute_metrics and self.metrics:
-            positives = candidate_embeddings[:b]
+            rows = slice(0, b) if positive_indices is None else positive_indices
+            positives = candidate_embeddings[rows]
             queries = query_embeddings
             if queries.dim() == 3:  # multi-head: score with the head that matches the positive best
                 best = torch.einsum("bhd,bd->bh", queries, positives).argmax(dim=1)
                 queries = queries[torch.arange(b), best]
-            true_ids = None if candidate_ids is None else candidate_ids.reshape(-1)[:b]
+            true_ids = None if candidate_ids is None else candidate_ids.reshape(-1)[rows]
             for m in self.metrics:
                 if isinstance(m, FactorizedTopK):
                     m.update(

@@ -113,8 +113,11 @@ class Trainer:
 
     def _prepare(self, model: Model) -> None:
         if self.optimizer is None or self._model_id != id(model):
-            params = [p for p in model.parameters() if p.requires_grad]
-            self.optimizer = self.optimizer_spec.build(params)
+            groups = getattr(model, "optimizer_groups", None)
+            if callable(groups):  # a model may ask for per-group settings (e.g. learning rates)
+                self.optimizer = self.optimizer_spec.build(groups(self.optimizer_spec.lr))
+            else:
+                self.optimizer = self.optimizer_spec.build([p for p in model.parameters() if p.requires_grad])
             self._model_id = id(model)
             self._generator = torch.Generator().manual_seed(
                 self.seed if self.seed is not None else int(time.time())
