@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class Bundle:
     seen_indptr: np.ndarray | None = None
     seen_indices: np.ndarray | None = None
     items: dict[str, list[Any]] | None = None
-    _lock: Any = field(default=None, repr=False)
 
     @property
     def query_features(self) -> list[str]:
