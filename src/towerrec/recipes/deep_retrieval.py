@@ -93,7 +93,7 @@ def prepare_deep_retrieval(
 ) -> DeepRetrievalData:
     """The tutorial's data: ratings with titles, shuffled with `seed`, first 80% train;
     features fitted on every rating and item (`tutorial_datasets`)."""
-    ratings = ml.ratings.merge(ml.items[["item_id", "title"]], on="item_id")
+    ratings = ml.ratings.merge(ml.items[["item_id", "title"]], on="item_id", how="left")
     space, corpus, train, test = tutorial_datasets(ratings, ml.items, train_fraction, seed)
     train_frame, _ = random_split(ratings, train=train_fraction, seed=seed)
     return DeepRetrievalData(space, corpus, train, test, train_frame)
@@ -123,6 +123,13 @@ def build_deep_retrieval_model(
     return tutorial_model(data.space, data.corpus, settings["layer_sizes"], settings["dim"])
 
 
+def _optimizer(name: str, lr: float) -> OptimizerSpec:
+    spec = OptimizerSpec.from_config({"name": name, "lr": lr})
+    if name == "adagrad":  # Keras' Adagrad, one fused kernel (as benchmarks/deep_retrieval.py)
+        spec = OptimizerSpec("adagrad", {**spec.kwargs, "fused": True})
+    return spec
+
+
 def run_deep_retrieval(
     data: DeepRetrievalData,
     *,
@@ -143,7 +150,7 @@ def run_deep_retrieval(
     stops = []
     if settings["patience"] > 0:
         stops.append(EarlyStopping("val_top_100", mode="max", patience=settings["patience"]))
-    optimizer = OptimizerSpec.from_config({"name": settings["optimizer"], "lr": settings["lr"]})
+    optimizer = _optimizer(settings["optimizer"], settings["lr"])
     trainer = Trainer(
         optimizer,
         batch_size=settings["batch_size"],
