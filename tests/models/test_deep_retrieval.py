@@ -268,3 +268,28 @@ def test_clear_errors(movielens) -> None:
         model.set_corpus({"title_id": corpus["title_id"]})
     with pytest.raises(ValueError, match="exactly once"):
         build_corpus(space, ml.items.iloc[:-1])
+
+
+def test_previous_items_are_strictly_earlier_most_recent_first() -> None:
+    import pandas as pd
+
+    from towerrec.models.deep_retrieval import previous_items
+
+    history = pd.DataFrame({"user_id": [1, 1, 1, 2, 1], "timestamp": [10, 30, 20, 5, 40]})
+    items = torch.tensor([0, 1, 2, 3, 4])
+    queries = pd.DataFrame({"user_id": [1, 1, 2, 3, 1], "timestamp": [30, 5, 6, 50, 100]})
+    got = previous_items(history, items, queries, k=3)
+    expected = torch.tensor(
+        [
+            [3, 1, 0],  # user 1 at t=30: items 2 (t=20) and 0 (t=10), not itself (t=30)
+            [0, 0, 0],  # nothing before t=5
+            [4, 0, 0],  # user 2: item 3
+            [0, 0, 0],  # unknown user
+            [5, 2, 3],  # the 3 most recent of user 1
+        ]
+    )
+    assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match="'k'"):
+        previous_items(history, items, queries, k=0)
+    with pytest.raises(ValueError, match="one item id per history row"):
+        previous_items(history, items[:2], queries)

@@ -46,7 +46,7 @@ from towerrec.models.base import Batch, Model
 from towerrec.tasks.retrieval import Retrieval
 
 FeatureSpec = Mapping[str, Any]
-_FEATURE_TYPES = ("embedding", "text", "numeric", "history")
+_FEATURE_TYPES = ("embedding", "text", "bag", "numeric", "history")
 _NEGATIVES = ("in_batch", "corpus")
 
 
@@ -267,9 +267,12 @@ def _check_spec(name: str, spec: object) -> dict[str, Any]:
         )
     spec = dict(spec)
     kind = spec["type"]
-    needed = {"embedding": ("size", "dim"), "text": ("size", "dim"), "numeric": ()}.get(
-        kind, ("num_users", "size", "dim")
-    )
+    needed = {
+        "embedding": ("size", "dim"),
+        "text": ("size", "dim"),
+        "bag": ("size", "dim"),
+        "numeric": (),
+    }.get(kind, ("num_users", "size", "dim"))
     for key in needed:
         value = spec.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -285,6 +288,8 @@ def feature_layer(name: str, spec: FeatureSpec) -> nn.Module:
 
     - `{"type": "embedding", "size": n, "dim": d, "init": "keras"}`: [B] ids -> [B, d];
     - `{"type": "text", "size": n, "dim": d}`: [B, L] token ids (0 = padding) -> [B, d] mean;
+    - `{"type": "bag", "size": n, "dim": d}`: the same for any bag of ids, e.g. the user's
+      previous items (`previous_items`, ids shifted by one so 0 pads);
     - `{"type": "numeric", "width": 1}`: [B] or [B, w] numbers -> [B, w];
     - `{"type": "history", "num_users": u, "size": n, "dim": d, "user_key": "user_id",
       "item_key": "item"}`: the user's history items' mean embedding (see `HistoryBag`).
@@ -293,7 +298,7 @@ def feature_layer(name: str, spec: FeatureSpec) -> nn.Module:
     kind = spec["type"]
     if kind == "embedding":
         return Embedding(spec["size"], spec["dim"], init=spec.get("init", "keras"))
-    if kind == "text":
+    if kind in ("text", "bag"):
         return TextEmbedding(spec["size"], spec["dim"], init=spec.get("init", "keras"))
     if kind == "numeric":
         return Numeric(spec.get("width", 1))
@@ -840,6 +845,60 @@ def build_corpus(
     return {k: v.index_select(0, order) for k, v in feats.items()}
 
 
+def previous_items(
+    history: pd.DataFrame,
+    history_items: torch.Tensor | np.ndarray,
+    queries: pd.DataFrame,
+    k: int = 10,
+    *,
+    user_col: str = "user_id",
+    time_col: str = "timestamp",
+) -> torch.Tensor:
+    """History frame ([P] users and times), [P] item ids, query frame ([Q] users and times) ->
+    [Q, k] int64: ids + 1 of the user's last `k` history interactions strictly before the query
+    time, most recent first, 0 where there are fewer (a `bag` feature of `size` items + 1).
+
+    Strictly before: an interaction never sees itself (nor others of the same second), and a
+    query only sees its past, as a recommender serving at that time would.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"The 'k' parameter of previous_items must be a positive int. Got {k!r}.")
+    items = np.asarray(
+        history_items.cpu().numpy() if isinstance(history_items, torch.Tensor) else history_items
+    ).astype(np.int64)
+    if len(items) != len(history):
+        raise ValueError(
+            f"previous_items got {len(history)} history rows and {len(items)} item ids; give one "
+            "item id per history row."
+        )
+    for frame, name in ((history, "history"), (queries, "queries")):
+        for col in (user_col, time_col):
+            if col not in frame.columns:
+                raise KeyError(
+                    f"previous_items: the {name} frame has no column {col!r} (columns: "
+                    f"{list(frame.columns)})."
+                )
+    hu, qu = history[user_col].to_numpy(), queries[user_col].to_numpy()
+    ht = history[time_col].to_numpy().astype(np.int64)
+    qt = queries[time_col].to_numpy().astype(np.int64)
+    out = np.zeros((len(queries), k), dtype=np.int64)
+    if len(history) == 0 or len(queries) == 0:
+        return torch.from_numpy(out)
+    _, codes = np.unique(np.concatenate([hu, qu]), return_inverse=True)
+    hc, qc = codes[: len(hu)].astype(np.int64), codes[len(hu) :].astype(np.int64)
+    t0 = min(ht.min(), qt.min())
+    span = int(max(ht.max(), qt.max()) - t0) + 1
+    hkey = hc * span + (ht - t0)
+    order = np.argsort(hkey, kind="stable")
+    sorted_keys, sorted_items = hkey[order], items[order]
+    pos = np.searchsorted(sorted_keys, qc * span + (qt - t0), side="left")
+    start = np.searchsorted(sorted_keys, qc * span, side="left")
+    idx = pos[:, None] - 1 - np.arange(k)[None, :]
+    ok = idx >= start[:, None]
+    out[ok] = sorted_items[idx[ok]] + 1
+    return torch.from_numpy(out)
+
+
 TUTORIAL_QUERY_KEYS = ("user_id", "timestamp_bucket", "timestamp_norm", "item")
 
 
@@ -891,6 +950,8 @@ __all__ = [
     "Tower",
     "build_corpus",
     "feature_layer",
+    "grouped_in_batch_softmax",
+    "previous_items",
     "tutorial_candidate_features",
     "tutorial_datasets",
     "tutorial_model",
