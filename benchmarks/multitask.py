@@ -22,8 +22,21 @@ import towerrec as tr
 from towerrec.recipes.multitask import prepare_multitask, run_multitask
 
 PARITY_WEIGHTS = [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)]
-COLUMNS = ["recipe", "rating_weight", "retrieval_weight", "epochs", "top_1", "top_5", "top_10", "top_50",
-           "top_100", "top_100_excl", "rmse", "fit_seconds", "eval_seconds"]
+COLUMNS = [
+    "recipe",
+    "rating_weight",
+    "retrieval_weight",
+    "epochs",
+    "top_1",
+    "top_5",
+    "top_10",
+    "top_50",
+    "top_100",
+    "top_100_excl",
+    "rmse",
+    "fit_seconds",
+    "eval_seconds",
+]
 
 
 def _fmt(v: object) -> str:
@@ -32,10 +45,16 @@ def _fmt(v: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="extracted ml-100k folder (default: download and cache)")
+    parser.add_argument(
+        "--data-dir", default=None, help="extracted ml-100k folder (default: download and cache)"
+    )
     parser.add_argument("--out", default="multitask.json", help="where to write the JSON results")
-    parser.add_argument("--recipes", nargs="+", default=["tfrs-parity", "best"], choices=["tfrs-parity", "best"])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--recipes", nargs="+", default=["tfrs-parity", "best"], choices=["tfrs-parity", "best"]
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     if args.threads:
@@ -50,7 +69,14 @@ def main() -> None:
     if "best" in args.recipes:
         runs.append(("best", 1.0, 1.0))
     for recipe, rw, tw in runs:
-        result = run_multitask(data, recipe=recipe, rating_weight=rw, retrieval_weight=tw, seed=args.seed, progress=False)
+        result = run_multitask(
+            data,
+            recipe=recipe,
+            rating_weight=rw,
+            retrieval_weight=tw,
+            seed=args.seed,
+            progress=False,
+        )
         row = result.row()
         rows.append(row)
         print("  ".join(f"{c}={_fmt(row[c])}" for c in COLUMNS), flush=True)
@@ -62,8 +88,13 @@ def main() -> None:
         print("  ".join(_fmt(r[c]).rjust(widths[c]) for c in COLUMNS))
     out = {
         "rows": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_average": list(os.getloadavg())},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_average": list(os.getloadavg()),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -18,7 +18,9 @@ import towerrec as tr
 class MovieLensModel(tr.Model):
     """User and movie embeddings shared by a rating head and a retrieval task."""
 
-    def __init__(self, space: tr.FeatureSpace, rating_weight: float, retrieval_weight: float) -> None:
+    def __init__(
+        self, space: tr.FeatureSpace, rating_weight: float, retrieval_weight: float
+    ) -> None:
         super().__init__()
         self.user_model = tr.layers.Embedding(space["user_id"].size, 32)
         self.movie_model = tr.layers.Embedding(space["movie_title"].size, 32)
@@ -51,7 +53,9 @@ class MovieLensModel(tr.Model):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="extracted ml-100k folder (default: download and cache)")
+    parser.add_argument(
+        "--data-dir", default=None, help="extracted ml-100k folder (default: download and cache)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 
@@ -68,10 +72,16 @@ def main() -> None:
     train_t, test_t = space.transform(train), space.transform(test)
 
     model = None
-    for rating_weight, retrieval_weight, name in [(1.0, 0.0, "rating"), (0.0, 1.0, "retrieval"), (1.0, 1.0, "joint")]:
+    for rating_weight, retrieval_weight, name in [
+        (1.0, 0.0, "rating"),
+        (0.0, 1.0, "retrieval"),
+        (1.0, 1.0, "joint"),
+    ]:
         torch.manual_seed(42)
         model = MovieLensModel(space, rating_weight, retrieval_weight)
-        trainer = tr.Trainer(tr.optim.Adagrad(lr=0.1), batch_size=8192, epochs=args.epochs, progress=False)
+        trainer = tr.Trainer(
+            tr.optim.Adagrad(lr=0.1), batch_size=8192, epochs=args.epochs, progress=False
+        )
         trainer.fit(model, train_t)
         metrics = trainer.evaluate(model, test_t)
         print(
@@ -87,7 +97,8 @@ def main() -> None:
     with torch.no_grad():
         rating = model.predict(user, movie).item()
         print(f"\nPredicted rating of user 42 for 'Dances with Wolves (1990)': {rating:.2f}")
-        index = tr.index.BruteForce().index(model.all_movies()[0], titles.inverse(torch.arange(titles.size)))
+        movie_ids = torch.arange(titles.num_special, titles.size)  # every movie, OOV id left out
+        index = tr.index.BruteForce().index(model.movie_model(movie_ids), titles.inverse(movie_ids))
         scores, ids = index.query(model.user_model(user), k=5)
     print("Top-5 recommendations for user 42:")
     for title, score in zip(ids[0], scores[0].tolist(), strict=True):

@@ -24,7 +24,17 @@ from towerrec.train import Callback, Checkpoint, EarlyStopping, History, Trainer
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"data", "datasets", "features", "index", "serving", "plot", "models", "recipes", "cli"}
+_LAZY_MODULES = {
+    "data",
+    "datasets",
+    "features",
+    "index",
+    "serving",
+    "plot",
+    "models",
+    "recipes",
+    "cli",
+}
 _LAZY_NAMES = {
     "FeatureSpace": "towerrec.features",
 }

@@ -25,7 +25,9 @@ def _model() -> MultitaskModel:
 def _fit(epochs: int = 3, **kwargs) -> tuple[tr.History, dict[str, float]]:
     torch.manual_seed(123)
     model = _model()
-    trainer = tr.Trainer(tr.optim.Adagrad(0.1), batch_size=64, epochs=epochs, seed=7, progress=False, **kwargs)
+    trainer = tr.Trainer(
+        tr.optim.Adagrad(0.1), batch_size=64, epochs=epochs, seed=7, progress=False, **kwargs
+    )
     history = trainer.fit(model, _data(), _data(seed=1))
     return history, trainer.evaluate(model, _data(seed=2))
 
@@ -75,7 +77,11 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path) -> None:
     torch.manual_seed(5)
     part_model = _model()
     part = tr.Trainer(
-        tr.optim.Adam(0.01), batch_size=64, epochs=1, seed=3, progress=False,
+        tr.optim.Adam(0.01),
+        batch_size=64,
+        epochs=1,
+        seed=3,
+        progress=False,
         callbacks=[tr.Checkpoint(tmp_path / "ckpt")],
     )
     part.fit(part_model, _data(), _data(seed=1))
@@ -84,7 +90,9 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path) -> None:
 
     resumed_model = _model()
     resumed = tr.Trainer(tr.optim.Adam(0.01), batch_size=64, epochs=3, seed=3, progress=False)
-    history = resumed.fit(resumed_model, _data(), _data(seed=1), resume_from=tmp_path / "ckpt" / "latest.pt")
+    history = resumed.fit(
+        resumed_model, _data(), _data(seed=1), resume_from=tmp_path / "ckpt" / "latest.pt"
+    )
     assert history.epochs == [1, 2, 3]
     assert resumed.evaluate(resumed_model, _data(seed=2)) == pytest.approx(expected, rel=1e-6)
 
@@ -107,7 +115,13 @@ def test_bad_arguments_and_data() -> None:
         tr.Trainer(batch_size=0)
     trainer = tr.Trainer(progress=False)
     with pytest.raises(ValueError, match="same length"):
-        trainer.fit(_model(), {"user_id": torch.zeros(3, dtype=torch.long), "item_id": torch.zeros(2, dtype=torch.long)})
+        trainer.fit(
+            _model(),
+            {
+                "user_id": torch.zeros(3, dtype=torch.long),
+                "item_id": torch.zeros(2, dtype=torch.long),
+            },
+        )
     with pytest.raises(TypeError, match="dict of tensors"):
         trainer.fit(_model(), [1, 2, 3])  # type: ignore[arg-type]
 

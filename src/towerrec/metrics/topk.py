@@ -31,8 +31,8 @@ class SeenItems:
         num_queries: int | None = None,
     ) -> SeenItems:
         """[P] query ids, [P] item positions -> CSR of each query's items (duplicates kept once)."""
-        q = torch.as_tensor(np.asarray(query_ids), dtype=torch.int64)
-        i = torch.as_tensor(np.asarray(items), dtype=torch.int64)
+        q = torch.as_tensor(np.array(query_ids), dtype=torch.int64)
+        i = torch.as_tensor(np.array(items), dtype=torch.int64)
         if q.shape != i.shape:
             raise ValueError(
                 f"SeenItems.from_pairs got {q.numel()} query ids and {i.numel()} items."
@@ -163,7 +163,7 @@ class FactorizedTopK(Metric):
         self._corpus = emb.detach().to(torch.float32).contiguous()
         self._position_of = None
         if ids is not None:
-            ids_t = torch.as_tensor(np.asarray(ids), dtype=torch.int64)
+            ids_t = torch.as_tensor(np.array(ids), dtype=torch.int64)
             lookup = torch.full((int(ids_t.max()) + 2,), -1, dtype=torch.int64)
             lookup[ids_t] = torch.arange(len(ids_t))
             self._position_of = lookup

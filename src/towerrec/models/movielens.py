@@ -125,6 +125,9 @@ class JointModel(Model):
         use_user_embedding: bool = False,
         history_norm: str = "sqrt",
         rating_lr_scale: float = 1.0,
+        rating_full_batch: bool = True,
+        history_dropout: float = 0.0,
+        share_item_tower: bool = False,
         rating_range: tuple[float, float] = (1.0, 5.0),
         temperature: float | None = None,
         ks: Sequence[int] = (1, 5, 10, 50, 100),
@@ -151,6 +154,9 @@ class JointModel(Model):
             "use_user_embedding": use_user_embedding,
             "history_norm": history_norm,
             "rating_lr_scale": rating_lr_scale,
+            "rating_full_batch": rating_full_batch,
+            "history_dropout": history_dropout,
+            "share_item_tower": share_item_tower,
             "rating_range": list(rating_range),
             "temperature": temperature,
             "user_key": user_key,
@@ -163,12 +169,15 @@ class JointModel(Model):
         self.register_buffer("item_log_prob", torch.full((num_items,), -math.log(num_items)))
         # Query tower.
         self.history_model = Embedding(num_items, dim, init="normal", std=0.05)
-        self.user_model = Embedding(num_users, dim, init="normal", std=0.05) if use_user_embedding else None
+        self.user_model = (
+            Embedding(num_users, dim, init="normal", std=0.05) if use_user_embedding else None
+        )
         self.query_layer = nn.Linear(dim, dim)
         # Candidate tower.
         self.item_model = Embedding(num_items, dim, init="normal", std=0.05)
         self.item_bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(self.item_bias.weight)
+        self.item_projection = nn.Linear(hidden, dim, bias=False) if share_item_tower else None
         # Rating head.
         self.encoder = nn.Linear(num_users, hidden)
         self.user_decoder = Embedding(num_users, hidden, init="normal", std=0.01)
@@ -177,7 +186,9 @@ class JointModel(Model):
         self.rating_task = Ranking("mse", metrics=[RMSE(), MAE()])
         metrics = [FactorizedTopK(self.candidate_corpus, ks=tuple(ks))]
         if seen is not None:
-            metrics.append(FactorizedTopK(self.candidate_corpus, ks=tuple(ks), seen=seen, prefix="excl_"))
+            metrics.append(
+                FactorizedTopK(self.candidate_corpus, ks=tuple(ks), seen=seen, prefix="excl_")
+            )
         self.retrieval_task = Retrieval(metrics=metrics, temperature=temperature)
         self.rating_weight = rating_weight
         self.retrieval_weight = retrieval_weight
@@ -186,20 +197,30 @@ class JointModel(Model):
         self.retrieval_l2 = retrieval_l2
         self.rating_range = rating_range
         if history_norm not in ("mean", "sqrt"):
-            raise ValueError(f"The 'history_norm' parameter of JointModel must be 'mean' or 'sqrt'. Got {history_norm!r} instead.")
+            raise ValueError(
+                f"The 'history_norm' parameter of JointModel must be 'mean' or 'sqrt'. Got {history_norm!r} instead."
+            )
         self.history_norm = history_norm
         self.rating_lr_scale = rating_lr_scale
+        self.rating_full_batch = rating_full_batch
+        self.history_dropout = history_dropout
         self.user_key, self.item_key, self.rating_key = user_key, item_key, rating_key
 
     def optimizer_groups(self, lr: float) -> list[dict[str, object]]:
         """Parameter groups for the optimizer: the rating head learns at `lr * rating_lr_scale`."""
-        rating = [*self.encoder.parameters(), *self.user_decoder.parameters(), *self.user_rating_bias.parameters()]
+        rating = [
+            *self.encoder.parameters(),
+            *self.user_decoder.parameters(),
+            *self.user_rating_bias.parameters(),
+        ]
         ids = {id(p) for p in rating}
         rest = [p for p in self.parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": rating, "lr": lr * self.rating_lr_scale}]
 
     @torch.no_grad()
-    def set_interactions(self, user_ids: torch.Tensor, item_ids: torch.Tensor, ratings: torch.Tensor) -> None:
+    def set_interactions(
+        self, user_ids: torch.Tensor, item_ids: torch.Tensor, ratings: torch.Tensor
+    ) -> None:
         """[P] user ids, [P] item ids, [P] ratings of the training set: the towers' lookups and
         the items' sampling probabilities.
         """
@@ -213,10 +234,12 @@ class JointModel(Model):
     def _history(self, users: torch.Tensor, leave_out: torch.Tensor | None) -> torch.Tensor:
         unique, inverse = torch.unique(users, return_inverse=True)
         rows = self.user_history[unique]
+        if self.training and self.history_dropout > 0:
+            rows = rows * (torch.rand_like(rows) >= self.history_dropout)
         sums = (rows @ self.history_model.weight)[inverse]
         counts = rows.sum(1)[inverse]
         if leave_out is not None:
-            present = self.user_history[users, leave_out]
+            present = rows[inverse, leave_out]
             sums = sums - present[:, None] * self.history_model(leave_out)
             counts = counts - present
         counts = counts.clamp(min=1.0)
@@ -235,7 +258,10 @@ class JointModel(Model):
 
     def item_embeddings(self, item_ids: torch.Tensor) -> torch.Tensor:
         """[N] item ids -> [N, dim + 1] item embeddings (the last coordinate is the item bias)."""
-        return torch.cat([self.item_model(item_ids), self.item_bias(item_ids)], dim=1)
+        v = self.item_model(item_ids)
+        if self.item_projection is not None:  # the rating head's item encoding, shared
+            v = v + self.item_projection(self.item_hidden(item_ids))
+        return torch.cat([v, self.item_bias(item_ids)], dim=1)
 
     def candidate_corpus(self) -> tuple[torch.Tensor, torch.Tensor]:
         """-> ([num_items, dim + 1] every item's embedding, [num_items] item ids)."""
@@ -250,21 +276,42 @@ class JointModel(Model):
     def predict_rating(self, batch: Batch) -> torch.Tensor:
         """batch -> [B] predicted ratings."""
         users, items = batch[self.user_key], batch[self.item_key]
-        pred = (self.user_decoder(users) * self.item_hidden(items)).sum(-1) + self.user_rating_bias(users).squeeze(-1)
+        pred = (self.user_decoder(users) * self.item_hidden(items)).sum(-1) + self.user_rating_bias(
+            users
+        ).squeeze(-1)
         if not self.training:
             pred = pred.clamp(*self.rating_range)
         return pred
+
+    def _full_rating_loss(self) -> torch.Tensor:
+        # The rating head sees every training rating at each step (the autoencoder recipe): the
+        # whole item-by-user matrix is reconstructed and the error is taken where a rating exists.
+        observed = self.item_ratings != 0
+        hidden = torch.sigmoid(self.encoder(self.item_ratings))
+        pred = hidden @ self.user_decoder.weight.T + self.user_rating_bias.weight.T
+        err = torch.where(observed, pred - self.item_ratings, torch.zeros_like(pred))
+        return err.square().sum() / observed.sum().clamp(min=1)
 
     def compute_loss(self, batch: Batch, training: bool = False) -> torch.Tensor:
         """batch of [B] user ids, item ids, ratings -> scalar weighted loss."""
         compute = not training
         users, items = batch[self.user_key], batch[self.item_key]
-        rating_loss = self.rating_task(batch[self.rating_key], self.predict_rating(batch), compute_metrics=compute)
+        if training and self.rating_full_batch:
+            rating_loss = self._full_rating_loss()
+        else:
+            rating_loss = self.rating_task(
+                batch[self.rating_key], self.predict_rating(batch), compute_metrics=compute
+            )
         q = self._query(users, leave_out=items if training else None)
         if self.retrieval == "full":
             corpus, ids = self.candidate_corpus()
             retrieval_loss = self.retrieval_task(
-                q, corpus, candidate_ids=ids, positive_indices=items, compute_metrics=compute, query_ids=users
+                q,
+                corpus,
+                candidate_ids=ids,
+                positive_indices=items,
+                compute_metrics=compute,
+                query_ids=users,
             )
         else:
             retrieval_loss = self.retrieval_task(
@@ -275,9 +322,13 @@ class JointModel(Model):
                 compute_metrics=compute,
                 query_ids=users,
             )
-        loss = self.rating_weight * rating_loss + self.retrieval_weight * retrieval_loss / q.shape[0]
+        loss = (
+            self.rating_weight * rating_loss + self.retrieval_weight * retrieval_loss / q.shape[0]
+        )
         if training and self.l2:
-            loss = loss + self.l2 * (self.encoder.weight.square().sum() + self.user_decoder.weight.square().sum())
+            loss = loss + self.l2 * (
+                self.encoder.weight.square().sum() + self.user_decoder.weight.square().sum()
+            )
         if training and self.retrieval_l2:
             loss = loss + self.retrieval_l2 * q[:, :-1].square().sum(-1).mean()
         return loss

@@ -93,11 +93,13 @@ class MultitaskResult:
 
 def _tensors(space: FeatureSpace, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
     out = space.transform(frame, names=["user_id", "item_id"])
-    out["rating"] = torch.as_tensor(frame["rating"].to_numpy(np.float32))
+    out["rating"] = torch.tensor(frame["rating"].to_numpy(np.float32))
     return out
 
 
-def prepare_multitask(ml: MovieLens, *, seed: int = 42, train_fraction: float = 0.8) -> MultitaskData:
+def prepare_multitask(
+    ml: MovieLens, *, seed: int = 42, train_fraction: float = 0.8
+) -> MultitaskData:
     """The tutorial's data: ratings joined with titles, shuffled with `seed`, first 80% train.
 
     Features: `user_id` (a `Lookup` over user ids) and `item_id` (a `Lookup` over movie titles,
@@ -115,11 +117,22 @@ def prepare_multitask(ml: MovieLens, *, seed: int = 42, train_fraction: float = 
     return MultitaskData(train, test, items, space, train_t, test_t, seen)
 
 
-def _parity(data: MultitaskData, rating_weight: float, retrieval_weight: float, epochs: int, seed: int, progress: bool, callbacks: list[Callback]) -> tuple[Model, Trainer, dict[str, Any]]:
+def _parity(
+    data: MultitaskData,
+    rating_weight: float,
+    retrieval_weight: float,
+    epochs: int,
+    seed: int,
+    progress: bool,
+    callbacks: list[Callback],
+) -> tuple[Model, Trainer, dict[str, Any]]:
     torch.manual_seed(seed)
     space = data.space
     model = MultitaskModel(
-        space["user_id"].size, space["item_id"].size, rating_weight=rating_weight, retrieval_weight=retrieval_weight
+        space["user_id"].size,
+        space["item_id"].size,
+        rating_weight=rating_weight,
+        retrieval_weight=retrieval_weight,
     )
     # The exclusion metric is reported for every recipe.
     from towerrec.metrics import FactorizedTopK
@@ -127,7 +140,14 @@ def _parity(data: MultitaskData, rating_weight: float, retrieval_weight: float, 
     model.retrieval_task.metrics.append(
         FactorizedTopK(model.candidate_corpus, ks=(100,), seen=data.seen, prefix="excl_")
     )
-    trainer = Trainer(Adagrad(lr=0.1), batch_size=8192, epochs=epochs, seed=seed, progress=progress, callbacks=callbacks)
+    trainer = Trainer(
+        Adagrad(lr=0.1),
+        batch_size=8192,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+        callbacks=callbacks,
+    )
     return model, trainer, {"optimizer": "adagrad", "lr": 0.1, "batch_size": 8192, "dim": 32}
 
 
@@ -148,18 +168,24 @@ def run_multitask(
     `overrides` changes settings of the best recipe (see `BEST_DEFAULTS`).
     """
     if recipe not in RECIPES:
-        raise ValueError(f"The 'recipe' parameter of run_multitask must be one of {RECIPES}. Got {recipe!r} instead.")
+        raise ValueError(
+            f"The 'recipe' parameter of run_multitask must be one of {RECIPES}. Got {recipe!r} instead."
+        )
     data = ml if isinstance(ml, MultitaskData) else prepare_multitask(ml, seed=seed)
     callbacks = list(callbacks or [])
     validation = None
     if recipe == "tfrs-parity":
-        model, trainer, config = _parity(data, rating_weight, retrieval_weight, epochs or 3, seed, progress, callbacks)
+        model, trainer, config = _parity(
+            data, rating_weight, retrieval_weight, epochs or 3, seed, progress, callbacks
+        )
         fit_data = data.train_tensors
     else:
         settings = {**BEST_DEFAULTS, **(overrides or {})}
         unknown = set(settings) - set(BEST_DEFAULTS)
         if unknown:
-            raise ValueError(f"Unknown setting(s) {sorted(unknown)} for the best recipe; known: {sorted(BEST_DEFAULTS)}.")
+            raise ValueError(
+                f"Unknown setting(s) {sorted(unknown)} for the best recipe; known: {sorted(BEST_DEFAULTS)}."
+            )
         n = len(data.train)
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(n, generator=generator)
@@ -179,8 +205,21 @@ def run_multitask(
             seen=data.seen,
         )
         model.set_interactions(fit_data["user_id"], fit_data["item_id"], fit_data["rating"])
-        monitor = "val_rmse" if retrieval_weight == 0 else "val_top_100" if rating_weight == 0 else "val_score"
-        callbacks.insert(0, EarlyStopping(monitor, mode="min" if monitor == "val_rmse" else "max", patience=settings["patience"]))
+        monitor = (
+            "val_rmse"
+            if retrieval_weight == 0
+            else "val_top_100"
+            if rating_weight == 0
+            else "val_score"
+        )
+        callbacks.insert(
+            0,
+            EarlyStopping(
+                monitor,
+                mode="min" if monitor == "val_rmse" else "max",
+                patience=settings["patience"],
+            ),
+        )
         trainer = Trainer(
             Adam(lr=settings["lr"]),
             batch_size=settings["batch_size"],
@@ -208,5 +247,11 @@ def run_multitask(
         epochs=len(history),
         fit_seconds=fit_seconds,
         eval_seconds=eval_seconds,
-        config={"recipe": recipe, "rating_weight": rating_weight, "retrieval_weight": retrieval_weight, "seed": seed, **config},
+        config={
+            "recipe": recipe,
+            "rating_weight": rating_weight,
+            "retrieval_weight": retrieval_weight,
+            "seed": seed,
+            **config,
+        },
     )
