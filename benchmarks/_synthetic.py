@@ -1,8 +1,9 @@
 """Synthetic embeddings shaped like trained ones, for index and serving benchmarks.
 
-`gaussian_mixture` draws points around `centres` random centres with popularity-skewed
-cluster sizes (Zipf-like weights), so nearest-neighbour structure resembles that of trained
-two-tower embeddings rather than of isotropic noise (on which every ANN index looks bad).
+`gaussian_mixture` draws points around `centres` random centres (equal-sized clusters by
+default, popularity-skewed ones with `skew > 0`), so nearest-neighbour structure resembles
+that of trained two-tower embeddings rather than of isotropic noise (on which every ANN
+index looks bad).
 Import it from another benchmark script in this folder with
 `from _synthetic import gaussian_mixture` (the script's folder is on `sys.path`).
 """
@@ -26,7 +27,7 @@ def gaussian_mixture(
     centres: int = 1000,
     *,
     spread: float = 0.5,
-    skew: float = 1.0,
+    skew: float = 0.0,
     seed: int = 0,
     centre_seed: int = 0,
     chunk: int = 1 << 18,

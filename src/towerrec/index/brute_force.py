@@ -21,7 +21,7 @@ _LOWEST = np.finfo(np.float32).min
 class BruteForce(Index):
     """[N, D] corpus -> exact top-k by inner product; the reference for every other index.
 
-    The corpus is scored chunk by chunk (`[B, D] @ [D, chunk]`) and a running top-k is kept,
+    The corpus is scored chunk by chunk (`[chunk, D] @ [D, B]`) and a running top-k is kept,
     so a large batch never needs a `[B, N]` score matrix at once. `chunk_size` is the number
     of corpus rows per chunk; by default it is chosen from the batch size so that one chunk
     holds about 8M scores (the whole of a 1M corpus for a single query).
@@ -93,18 +93,20 @@ class BruteForce(Index):
         block = block if block >= 4 else 1
         best_v = np.full((b, k), _NEG_INF, dtype=np.float32)
         best_p = np.full((b, k), -1, dtype=np.int64)
-        buf = np.empty(b * (-(-rows // block) * block), dtype=np.float32)
+        # Scores are laid out [chunk, B] (corpus-major): block maxima then reduce across
+        # rows, which vectorises over the B queries.
+        buf = np.empty(-(-rows // block) * block * b, dtype=np.float32)
         for start in range(0, n, rows):
             end = min(n, start + rows)
             c = end - start
             width = -(-c // block) * block
-            padded = buf[: b * width].reshape(b, width)
-            scores = padded[:, :c]
-            np.matmul(queries, corpus[start:end].T, out=scores)
-            padded[:, c:] = _NEG_INF
+            padded = buf[: width * b].reshape(width, b)
+            scores = padded[:c]
+            np.matmul(corpus[start:end], queries.T, out=scores)
+            padded[c:] = _NEG_INF
             if exclude is not None:
                 lo, hi = np.searchsorted(exclude.positions, [start, end])
-                scores[exclude.rows[lo:hi], exclude.positions[lo:hi] - start] = _NEG_INF
+                scores[exclude.positions[lo:hi] - start, exclude.rows[lo:hi]] = _NEG_INF
             merged = None
             if block > 1:
                 merged = _merge_blocks(padded, block, start, best_v, best_p)
@@ -148,9 +150,9 @@ class BruteForce(Index):
 def _merge_plain(
     scores: np.ndarray, start: int, best_v: np.ndarray, best_p: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """[B, c] chunk scores + [B, k] running best -> new [B, k] best, by one partial sort."""
-    b, c = scores.shape
-    cand_v = np.concatenate([best_v, scores], axis=1)
+    """[c, B] chunk scores + [B, k] running best -> new [B, k] best, by one partial sort."""
+    c, b = scores.shape
+    cand_v = np.concatenate([best_v, scores.T], axis=1)
     cand_p = np.concatenate(
         [best_p, np.broadcast_to(np.arange(start, start + c, dtype=np.int64), (b, c))], axis=1
     )
@@ -161,30 +163,35 @@ def _merge_plain(
 def _merge_blocks(
     padded: np.ndarray, block: int, start: int, best_v: np.ndarray, best_p: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """[B, c] chunk scores (c a multiple of `block`) + [B, k] best -> new best, or None.
+    """[c, B] chunk scores (c a multiple of `block`) + [B, k] best -> new best, or None.
 
     Only blocks whose maximum reaches a threshold are looked at: the current k-th best, or
     the k-th largest block maximum of the chunk (at least k scores reach it), whichever is
     higher. Returns None when too many blocks qualify (e.g. many tied scores).
     """
-    b, width = padded.shape
+    width, b = padded.shape
     k = best_v.shape[1]
     nb = width // block
-    blocks = padded.reshape(b, nb, block)
-    maxima = blocks.max(axis=2)
+    if b == 1:  # a contiguous reduction is faster than a strided one
+        blocks = padded.reshape(nb, block, 1)
+        maxima = padded.reshape(nb, block).max(axis=1)[:, None]
+    else:
+        blocks = padded.reshape(nb, block, b)
+        maxima = blocks.max(axis=1)  # [nb, B]
     threshold = best_v.min(axis=1)
     if nb >= k:
-        threshold = np.maximum(threshold, np.partition(maxima, nb - k, axis=1)[:, nb - k])
+        threshold = np.maximum(threshold, np.partition(maxima, nb - k, axis=0)[nb - k])
     threshold = np.maximum(threshold, _LOWEST)  # never admit excluded (-inf) columns
-    block_rows, block_ids = np.nonzero(maxima >= threshold[:, None])
-    if len(block_rows) > 4 * b * k + 1024:
+    # Row-major over [B, nb], so candidates come grouped by query.
+    query_ids, block_ids = np.nonzero((maxima >= threshold).T)
+    if len(query_ids) > 4 * b * k + 1024:
         return None
-    values = blocks[block_rows, block_ids]
-    hit_block, hit_col = np.nonzero(values >= threshold[block_rows][:, None])
+    values = blocks[block_ids, :, query_ids]  # [P, block]
+    hit_block, hit_col = np.nonzero(values >= threshold[query_ids][:, None])
     return _merge_candidates(
         best_v,
         best_p,
-        block_rows[hit_block],
+        query_ids[hit_block],
         block_ids[hit_block] * block + hit_col,
         values[hit_block, hit_col],
         start,
