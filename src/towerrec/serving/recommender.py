@@ -245,7 +245,8 @@ class Recommender:
         coerced = [self.coerce_user_id(u) for u in users]
         n = len(coerced)
         ks = [k] * n if isinstance(k, int | np.integer) else list(k)
-        flags = [exclude_seen] * n if isinstance(exclude_seen, bool) else list(exclude_seen)
+        single_flag = isinstance(exclude_seen, bool | np.bool_)
+        flags = [bool(exclude_seen)] * n if single_flag else [bool(f) for f in exclude_seen]
         if len(ks) != n or len(flags) != n:
             raise ValueError("recommend_rows needs one k and one exclude flag per user.")
         ks = [self._check_k(x, "recommend") for x in ks]
