@@ -25,15 +25,6 @@ from towerrec.tasks import Retrieval
 QUERY_KEYS = ["user_id", "timestamp_bucket", "timestamp_norm", "item"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one intra-op thread avoids thread start/sync costs on busy machines.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def movielens(tmp_path_factory):
     folder = write_movielens(

@@ -11,9 +11,12 @@ The tutorial's towers, built from plain-data feature specs so a config file can 
 and a batch names its candidate by corpus row (`candidate_key`). Negatives: the in-batch softmax
 of TFRS (optionally with logQ correction and removal of accidental hits), or the exact softmax
 over the whole corpus (`negatives="corpus"`, cheap when the corpus is small, e.g. 1,682
-movies). A query feature may be the user's interaction history (`{"type": "history"}`): the
-mean embedding of the items the user interacted with, leaving out the example's own item, so
-the model learns to predict an item from the others (and not to recommend what was seen).
+movies).
+
+Sequence features: `previous_items` gives each query the user's last k interactions before the
+query time (a `{"type": "bag"}` feature: the mean of their embeddings), and a
+`{"type": "history"}` feature the mean embedding of the user's whole history leaving the
+example's own item out, so the model learns to predict an item from the others.
 """
 
 from __future__ import annotations
