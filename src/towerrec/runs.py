@@ -182,14 +182,17 @@ class _Multitask:
 
 
 class _DeepRetrieval:
-    """`run_deep_retrieval` of `towerrec.recipes.deep_retrieval`: feature-rich towers."""
+    """The recipes of `towerrec.recipes.deep_retrieval`: feature-rich towers."""
 
     def prepare(self, config: Mapping[str, Any], progress: bool) -> Prepared:
-        from towerrec.recipes.deep_retrieval import prepare_deep_retrieval
+        from towerrec.recipes.deep_retrieval import prepare_deep_retrieval, settings_from_config
 
         ml = _movielens(config, progress)
-        data = prepare_deep_retrieval(ml, seed=config["seed"])
-        items = ml.items[[c for c in ("item_id", "title", "genres") if c in ml.items.columns]]
+        overrides = settings_from_config(config["recipe"], _settings(config))
+        data = prepare_deep_retrieval(
+            ml, recipe=config["recipe"], seed=config["seed"], overrides=overrides
+        )
+        items = data.items[[c for c in ("item_id", "title", "genres") if c in data.items]]
         interactions = data.train_frame[["user_id", "item_id"]]
         return Prepared(data.space, items, interactions, data, data.test, f"MovieLens {ml.variant}")
 
@@ -199,19 +202,19 @@ class _DeepRetrieval:
         from towerrec.recipes.deep_retrieval import run_deep_retrieval
 
         result = run_deep_retrieval(
-            prep.data,
-            recipe=config["recipe"],
-            seed=config["seed"],
-            progress=progress,
-            callbacks=callbacks,
-            overrides=_settings(config),
+            prep.data, seed=config["seed"], progress=progress, callbacks=callbacks
         )
         return Fitted(result.model, result.history, result.metrics, result.fit_seconds)
 
     def build(self, prep: Prepared, config: Mapping[str, Any], spec: Mapping[str, Any]) -> Model:
         from towerrec.recipes.deep_retrieval import build_deep_retrieval_model
 
-        return build_deep_retrieval_model(prep.data, config["recipe"], _settings(config))
+        return build_deep_retrieval_model(prep.data)
+
+    def after_load(self, model: Model, prep: Prepared) -> None:
+        from towerrec.recipes.deep_retrieval import ready_for_test
+
+        ready_for_test(model, prep.data)
 
     def export(self, run_dir: Path, model: Model, prep: Prepared) -> Path | str:
         from towerrec.serving import export
@@ -322,6 +325,9 @@ class RunCheckpoint(Checkpoint):
         self.monitor = None if stop is None else stop.monitor
         self.mode = "min" if stop is None else stop.mode
         if self.resume_from is not None:
+            # Loading weights may replace parameters (e.g. corpus-sized ones); dropping the
+            # optimizer makes `resume` build it over the loaded ones before restoring its state.
+            trainer.optimizer = None
             trainer.resume(model, self.resume_from)
             for cb in stops:
                 self._restore_early_stopping(cb, trainer)
@@ -649,6 +655,8 @@ def evaluate(
         torch.manual_seed(config["seed"])
         model = task.build(prep, config, raw)
         model.load_state_dict(load_checkpoint(ckpt)["model"])
+        if hasattr(task, "after_load"):
+            task.after_load(model, prep)  # e.g. the history a model may use at test time
         from towerrec.train.trainer import Trainer
 
         return Trainer(progress=False).evaluate(model, prep.test)

@@ -87,6 +87,21 @@ epochs = {epochs}
 batch_size = 128
 validation_freq = 1
 """,
+    "deep_retrieval_best": """
+task = "deep_retrieval"
+recipe = "best"
+data_dir = "{data}"
+[model]
+layer_sizes = [8]
+dim = 8
+previous = 3
+[train]
+epochs = {epochs}
+batch_size = 128
+validation_freq = 1
+patience = 1
+validation_fraction = 0.2
+""",
     "memory_efficient": """
 task = "memory_efficient"
 recipe = "best"

@@ -67,14 +67,14 @@ def test_train_multitask_writes_a_complete_servable_run(cli, tiny_config, tmp_pa
 
 
 @pytest.mark.usefixtures("fast_plots")
-@pytest.mark.parametrize("task", ["deep_retrieval", "memory_efficient"])
+@pytest.mark.parametrize("task", ["deep_retrieval", "deep_retrieval_best", "memory_efficient"])
 def test_train_other_tasks(cli, tiny_config, tmp_path, task):
     out = tmp_path / task
     result = cli("train", tiny_config(task), "--output", out, "-q")
     assert result.code == 0, result.err
     assert _files(out) >= RUN_FILES
     metrics = json.loads((out / "metrics.json").read_text())
-    key = "top_100" if task == "deep_retrieval" else "mae"
+    key = "mae" if task == "memory_efficient" else "top_100"
     assert key in metrics["metrics"]
     if metrics["bundle"] is None:
         assert metrics["bundle_skipped"]
@@ -141,7 +141,7 @@ def test_missing_data_files_stop_before_the_run_folder(cli, tmp_path):
 
 
 @pytest.mark.usefixtures("fast_plots")
-@pytest.mark.parametrize("task", ["multitask", "memory_efficient"])
+@pytest.mark.parametrize("task", ["multitask", "deep_retrieval_best", "memory_efficient"])
 def test_resume_gives_the_uninterrupted_result(cli, tiny_config, tmp_path, task):
     config = tiny_config(task, epochs=2)
     full, part = tmp_path / "full", tmp_path / "part"
