@@ -163,9 +163,9 @@ class HistoryBag(nn.Module):
     """[B] user ids, [B] item ids -> [B, dim]: mean embedding of the user's history items,
     leaving out the example's own item when the user's history holds it.
 
-    The history is a user x item matrix kept as a buffer (`set_history`); the per-user sums are
-    one sparse-times-dense product per call, so a batch costs O(interactions x dim) once, not per
-    row. Users without (other) history get zeros.
+    The history is kept as CSR buffers (`set_history`: each user's items); every call sums the
+    item embeddings of all users with one `embedding_bag` (O(interactions x dim), not per row)
+    and subtracts the example's own item where present. Users without (other) history get zeros.
     """
 
     def __init__(self, num_users: int, num_items: int, dim: int, init_std: float = 0.05) -> None:
@@ -174,8 +174,6 @@ class HistoryBag(nn.Module):
         self.table = Embedding(num_items, dim, init="normal", std=init_std)
         self.register_buffer("indptr", torch.zeros(num_users + 1, dtype=torch.int64))
         self.register_buffer("items", torch.zeros(0, dtype=torch.int64))
-        self.user_key = "user_id"
-        self.item_key = "item"
 
     @property
     def output_dim(self) -> int:
