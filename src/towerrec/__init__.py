@@ -20,7 +20,14 @@ from towerrec.errors import (
 )
 from towerrec.models.base import Model
 from towerrec.summary import summary
-from towerrec.train import Callback, Checkpoint, EarlyStopping, History, Trainer
+from towerrec.train import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    History,
+    PerHeadEarlyStopping,
+    Trainer,
+)
 
 __version__ = "0.1.0"
 
@@ -51,6 +58,7 @@ __all__ = [
     "History",
     "Model",
     "NotFittedError",
+    "PerHeadEarlyStopping",
     "TowerrecError",
     "Trainer",
     "__version__",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import towerrec as tr
+from towerrec.models.movielens import JointModel
 from towerrec.metrics import RMSE, FactorizedTopK
 from towerrec.models.movielens import MultitaskModel
 
@@ -152,3 +153,55 @@ def test_metrics_are_prefixed_when_tasks_share_names() -> None:
     model.b.metrics[0].update(torch.ones(2), torch.ones(2))
     assert model.metric_values() == {"a/rmse": 1.0, "b/rmse": 0.0}
     assert isinstance(FactorizedTopK(ks=(1,)).compute()["top_1"], float)
+
+
+def test_per_head_early_stopping_restores_each_head_from_its_best_epoch() -> None:
+    class Scripted(tr.Callback):
+        def __init__(self) -> None:
+            self.rmse = iter([1.0, 0.8, 0.9, 0.95, 0.97, 0.99])
+            self.top = iter([0.1, 0.2, 0.3, 0.25, 0.2, 0.1])
+            self.snapshots: list[dict[str, torch.Tensor]] = []
+
+        def on_epoch_end(self, trainer, model, epoch, logs):  # type: ignore[no-untyped-def]
+            logs["val_rmse"], logs["val_top_100"] = next(self.rmse), next(self.top)
+            self.snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    torch.manual_seed(0)
+    model = JointModel(20, 30, dim=4, hidden=8, ks=(5,))
+    data = _data()
+    model.set_interactions(data["user_id"], data["item_id"], data["rating"])
+    heads = model.head_prefixes()
+    script = Scripted()
+    stopper = tr.PerHeadEarlyStopping(
+        {"val_rmse": ("min", heads["rating"]), "val_top_100": ("max", heads["retrieval"])},
+        patience=2,
+    )
+    trainer = tr.Trainer(
+        tr.optim.Adam(0.01), batch_size=128, epochs=6, progress=False, callbacks=[script, stopper]
+    )
+    history = trainer.fit(model, data)
+    assert (
+        len(history) == 5
+    )  # rating best at 2, retrieval best at 3: both waited 2 checks by epoch 5
+    assert stopper.best_epoch == {"val_rmse": 2, "val_top_100": 3}
+    state = model.state_dict()
+    torch.testing.assert_close(state["encoder.weight"], script.snapshots[1]["encoder.weight"])
+    torch.testing.assert_close(
+        state["item_model.table.weight"], script.snapshots[2]["item_model.table.weight"]
+    )
+
+
+def test_joint_model_trains_and_scores_the_corpus() -> None:
+    torch.manual_seed(0)
+    data = _data(n=2000)
+    model = JointModel(20, 30, dim=8, hidden=16, ks=(1, 5, 10))
+    model.set_interactions(data["user_id"], data["item_id"], data["rating"])
+    trainer = tr.Trainer(tr.optim.Adam(0.01), batch_size=256, epochs=4, progress=False)
+    history = trainer.fit(model, data, _data(seed=1))
+    assert history["loss"][-1] < history["loss"][0]
+    corpus, ids = model.candidate_corpus()
+    assert corpus.shape == (30, 9) and ids.tolist() == list(range(30))
+    q = model.query_embeddings({"user_id": torch.tensor([0, 3])})
+    assert q.shape == (2, 9) and torch.all(q[:, -1] == 1)
+    pred = model.eval().predict_rating({"user_id": torch.tensor([1]), "item_id": torch.tensor([2])})
+    assert 1.0 <= pred.item() <= 5.0

@@ -128,6 +128,7 @@ class JointModel(Model):
         rating_full_batch: bool = True,
         history_dropout: float = 0.0,
         share_item_tower: bool = False,
+        query_layers: Sequence[int] | None = None,
         rating_range: tuple[float, float] = (1.0, 5.0),
         temperature: float | None = None,
         ks: Sequence[int] = (1, 5, 10, 50, 100),
@@ -157,6 +158,7 @@ class JointModel(Model):
             "rating_full_batch": rating_full_batch,
             "history_dropout": history_dropout,
             "share_item_tower": share_item_tower,
+            "query_layers": None if query_layers is None else list(query_layers),
             "rating_range": list(rating_range),
             "temperature": temperature,
             "user_key": user_key,
@@ -172,7 +174,9 @@ class JointModel(Model):
         self.user_model = (
             Embedding(num_users, dim, init="normal", std=0.05) if use_user_embedding else None
         )
-        self.query_layer = nn.Linear(dim, dim)
+        self.query_layer = (
+            nn.Linear(dim, dim) if not query_layers else MLP([*query_layers, dim], in_features=dim)
+        )
         # Candidate tower.
         self.item_model = Embedding(num_items, dim, init="normal", std=0.05)
         self.item_bias = nn.Embedding(num_items, 1)
@@ -205,6 +209,14 @@ class JointModel(Model):
         self.rating_full_batch = rating_full_batch
         self.history_dropout = history_dropout
         self.user_key, self.item_key, self.rating_key = user_key, item_key, rating_key
+
+    RATING_PREFIXES = ("encoder.", "user_decoder.", "user_rating_bias.")
+
+    def head_prefixes(self) -> dict[str, tuple[str, ...]]:
+        """State-dict key prefixes of each head: {"rating": ..., "retrieval": ...}."""
+        rating = self.RATING_PREFIXES
+        names = {k.split(".")[0] + "." for k, _ in self.named_parameters()}
+        return {"rating": rating, "retrieval": tuple(sorted(n for n in names if n not in rating))}
 
     def optimizer_groups(self, lr: float) -> list[dict[str, object]]:
         """Parameter groups for the optimizer: the rating head learns at `lr * rating_lr_scale`."""

@@ -26,7 +26,7 @@ from towerrec.metrics.topk import SeenItems
 from towerrec.models.base import Model
 from towerrec.models.movielens import JointModel, MultitaskModel
 from towerrec.optim import Adagrad, Adam
-from towerrec.train.callbacks import Callback, EarlyStopping
+from towerrec.train.callbacks import Callback, PerHeadEarlyStopping
 from towerrec.train.history import History
 from towerrec.train.trainer import Trainer
 
@@ -189,7 +189,7 @@ def run_multitask(
         n = len(data.train)
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(n, generator=generator)
-        n_val = int(round(settings["validation_fraction"] * n))
+        n_val = round(settings["validation_fraction"] * n)
         fit_data = {k: v[order[n_val:]] for k, v in data.train_tensors.items()}
         validation = {k: v[order[:n_val]] for k, v in data.train_tensors.items()}
         torch.manual_seed(seed)
@@ -205,21 +205,14 @@ def run_multitask(
             seen=data.seen,
         )
         model.set_interactions(fit_data["user_id"], fit_data["item_id"], fit_data["rating"])
-        monitor = (
-            "val_rmse"
-            if retrieval_weight == 0
-            else "val_top_100"
-            if rating_weight == 0
-            else "val_score"
-        )
-        callbacks.insert(
-            0,
-            EarlyStopping(
-                monitor,
-                mode="min" if monitor == "val_rmse" else "max",
-                patience=settings["patience"],
-            ),
-        )
+        heads = model.head_prefixes()
+        monitors: dict[str, tuple[str, tuple[str, ...]]] = {}
+        if rating_weight:
+            monitors["val_rmse"] = ("min", heads["rating"])
+        if retrieval_weight:
+            monitors["val_top_100"] = ("max", heads["retrieval"])
+        # Each head keeps the weights of its own best validation epoch.
+        callbacks.insert(0, PerHeadEarlyStopping(monitors, patience=settings["patience"]))
         trainer = Trainer(
             Adam(lr=settings["lr"]),
             batch_size=settings["batch_size"],

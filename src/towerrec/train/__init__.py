@@ -4,6 +4,7 @@ from towerrec.train.callbacks import (
     Callback,
     Checkpoint,
     EarlyStopping,
+    PerHeadEarlyStopping,
     load_checkpoint,
     save_checkpoint,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "Dataset",
     "EarlyStopping",
     "History",
+    "PerHeadEarlyStopping",
     "Trainer",
     "dataset_length",
     "iterate_batches",

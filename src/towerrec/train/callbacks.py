@@ -7,6 +7,7 @@ import copy
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,3 +145,61 @@ class Checkpoint(Callback):
         if self.monitor in logs and _improved(logs[self.monitor], self.best, self.mode, 0.0):
             self.best = logs[self.monitor]
             save_checkpoint(self.directory / "best.pt", trainer, model, self.extra)
+
+
+class PerHeadEarlyStopping(Callback):
+    """Early stopping for multi-task models whose heads own separate parameters.
+
+    `heads` maps a monitored metric to `(mode, prefixes)`: the state-dict keys starting with one
+    of `prefixes` belong to that head. Each head keeps the weights of its own best epoch, and
+    training stops once no head has improved for `patience` checks. Used when one head (say
+    the rating head) peaks at another epoch than another (the retrieval towers).
+    """
+
+    def __init__(
+        self, heads: dict[str, tuple[str, Sequence[str]]], patience: int = 3, min_delta: float = 0.0
+    ) -> None:
+        for monitor, (mode, _) in heads.items():
+            if mode not in ("min", "max"):
+                raise ValueError(
+                    f"The mode of {monitor!r} in PerHeadEarlyStopping must be 'min' or 'max'. Got {mode!r} instead."
+                )
+        self.heads = {m: (mode, tuple(prefixes)) for m, (mode, prefixes) in heads.items()}
+        self.patience = patience
+        self.min_delta = min_delta
+
+    def on_fit_start(self, trainer: Trainer, model: Model) -> None:
+        self.best = {
+            m: (math.inf if mode == "min" else -math.inf) for m, (mode, _) in self.heads.items()
+        }
+        self.best_epoch = dict.fromkeys(self.heads, 0)
+        self.wait = dict.fromkeys(self.heads, 0)
+        self._states: dict[str, dict[str, torch.Tensor]] = {}
+
+    def on_epoch_end(
+        self, trainer: Trainer, model: Model, epoch: int, logs: dict[str, float]
+    ) -> None:
+        checked = False
+        for monitor, (mode, prefixes) in self.heads.items():
+            if monitor not in logs:
+                continue
+            checked = True
+            if _improved(logs[monitor], self.best[monitor], mode, self.min_delta):
+                self.best[monitor], self.best_epoch[monitor], self.wait[monitor] = (
+                    logs[monitor],
+                    epoch,
+                    0,
+                )
+                self._states[monitor] = {
+                    k: v.detach().clone()
+                    for k, v in model.state_dict().items()
+                    if k.startswith(prefixes)
+                }
+            else:
+                self.wait[monitor] += 1
+        if checked and all(w >= self.patience for w in self.wait.values()):
+            trainer.stop_training = True
+
+    def on_fit_end(self, trainer: Trainer, model: Model) -> None:
+        for state in self._states.values():
+            model.load_state_dict(state, strict=False)

@@ -117,7 +117,9 @@ class Trainer:
             if callable(groups):  # a model may ask for per-group settings (e.g. learning rates)
                 self.optimizer = self.optimizer_spec.build(groups(self.optimizer_spec.lr))
             else:
-                self.optimizer = self.optimizer_spec.build([p for p in model.parameters() if p.requires_grad])
+                self.optimizer = self.optimizer_spec.build(
+                    [p for p in model.parameters() if p.requires_grad]
+                )
             self._model_id = id(model)
             self._generator = torch.Generator().manual_seed(
                 self.seed if self.seed is not None else int(time.time())
