@@ -6,9 +6,8 @@ import pytest
 import torch
 
 import towerrec as tr
-from towerrec.models.movielens import JointModel
 from towerrec.metrics import RMSE, FactorizedTopK
-from towerrec.models.movielens import MultitaskModel
+from towerrec.models.movielens import JointModel, MultitaskModel
 
 
 def _data(n: int = 600, users: int = 20, items: int = 30, seed: int = 0) -> dict[str, torch.Tensor]:
