@@ -125,7 +125,10 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"The server exited with status {proc.returncode} before serving.")
+            raise RuntimeError(
+                f"The server exited with status {proc.returncode} before serving (its output is "
+                "printed above or in the server log)."
+            )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
                 return
@@ -237,7 +240,14 @@ def http_part(args: argparse.Namespace) -> dict[str, Any]:
         proc = start_server(bundle, port, log, extra)
         try:
             began = time.perf_counter()
-            wait_healthy(base, proc, timeout=args.startup_timeout)
+            try:
+                wait_healthy(base, proc, timeout=args.startup_timeout)
+            except RuntimeError:  # e.g. the free port was taken meanwhile: one more try
+                print(log.read_text(errors="replace")[-2000:], file=sys.stderr)
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                proc = start_server(bundle, port, log, extra)
+                wait_healthy(base, proc, timeout=args.startup_timeout)
             startup_s = time.perf_counter() - began
             result = asyncio.run(
                 load_test(
@@ -290,6 +300,12 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(t, widths, strict=True)))
 
 
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write the JSON report (parent folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -337,13 +353,13 @@ def main(argv: list[str] | None = None) -> int:
         report["index"] = index_report["index"]
         report["index_settings"] = index_report.get("settings")
         report["index_acceptance"] = index_report.get("acceptance")
+        write_report(args.out, report)  # keep the index results if the HTTP part fails
     if not args.skip_http:
         report["http"] = http_part(args)
         print_table([report["http"]], "HTTP GET /recommend (k=10)")
         if report["http"]["errors"]:
             print("errors, e.g.:", report["http"]["error_examples"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"\nWrote {args.out}")
     return 0
 
