@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import towerrec.index as ti
-from towerrec.errors import ConfigError
+from towerrec.errors import ConfigError, DataFormatError
 
 faiss = pytest.importorskip("faiss", reason="needs pip install 'towerrec[ann]'")
 
@@ -106,6 +106,8 @@ def test_saved_folder_holds_a_faiss_file(tmp_path, clustered) -> None:
     loaded = ti.Faiss.load(tmp_path / "ivf")
     assert (loaded.kind, loaded.nlist, loaded.nprobe) == ("ivf_flat", 20, 3)
     np.testing.assert_array_equal(loaded.query(queries, 5)[1], index.query(queries, 5)[1])
+    with pytest.raises(DataFormatError, match="is a Faiss, not a BruteForce"):
+        ti.BruteForce.load(tmp_path / "ivf")
 
 
 def test_configuration_errors_name_the_problem() -> None:

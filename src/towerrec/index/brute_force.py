@@ -165,9 +165,10 @@ def _merge_blocks(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """[c, B] chunk scores (c a multiple of `block`) + [B, k] best -> new best, or None.
 
-    Only blocks whose maximum reaches a threshold are looked at: the current k-th best, or
-    the k-th largest block maximum of the chunk (at least k scores reach it), whichever is
-    higher. Returns None when too many blocks qualify (e.g. many tied scores).
+    Only blocks whose maximum reaches a threshold are looked at: the current k-th best, or,
+    while some row has fewer than k results, the k-th largest block maximum of the chunk (at
+    least k scores reach it) if higher. Returns None when too many blocks qualify (e.g. many
+    tied scores).
     """
     width, b = padded.shape
     k = best_v.shape[1]
@@ -179,7 +180,7 @@ def _merge_blocks(
         blocks = padded.reshape(nb, block, b)
         maxima = blocks.max(axis=1)  # [nb, B]
     threshold = best_v.min(axis=1)
-    if nb >= k:
+    if nb >= k and (threshold == _NEG_INF).any():
         threshold = np.maximum(threshold, np.partition(maxima, nb - k, axis=0)[nb - k])
     threshold = np.maximum(threshold, _LOWEST)  # never admit excluded (-inf) columns
     # Row-major over [B, nb], so candidates come grouped by query.

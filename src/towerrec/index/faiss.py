@@ -68,7 +68,7 @@ class Faiss(Index):
         recomputed exactly from the stored vectors;
       - "ivf_flat": inverted lists of full vectors. Params: `nlist` (default about 4*sqrt(N)),
         `nprobe` (lists visited per query; default min(nlist, 32)), `train_size` (vectors the
-        k-means is trained on; default min(N, max(32 * nlist, 65536))), `seed`;
+        k-means is trained on; default min(N, max(40 * nlist, 65536))), `seed`;
       - "ivf_pq": inverted lists of product-quantized residuals; as "ivf_flat" plus `m`
         (sub-quantizers; D must be divisible by it; default D // 4) and `nbits` (bits per
         code, default 8, fewer when there are under 256 training vectors). Its scores are
@@ -149,7 +149,7 @@ class Faiss(Index):
                     f"The 'nlist' parameter of Faiss(kind={self.kind!r}) must not exceed the "
                     f"number of vectors ({n}). Got {nlist} instead."
                 )
-            n_train = self.train_size if self.train_size is not None else max(32 * nlist, 1 << 16)
+            n_train = self.train_size if self.train_size is not None else max(40 * nlist, 1 << 16)
             n_train = max(nlist, min(n, n_train))
             if self.kind == "ivf_flat":
                 spec = f"IVF{nlist},Flat"
