@@ -91,7 +91,7 @@ def corpus_ranks(
             er, ec = exclude
             inside = (ec >= start) & (ec < stop)
             scores[er[inside], ec[inside] - start] = float("-inf")
-        ranks += (scores > pos).sum(dim=1)
+        ranks += (scores > pos).sum(dim=1, dtype=torch.int32)  # int64 bool sums are 4x slower
     return ranks
 
 
