@@ -118,11 +118,26 @@ def recipes_of(task: str) -> tuple[str, ...]:
 
 #: Settings that count something (at least 1), and settings that cannot be negative.
 _COUNTS = (
-    "epochs", "max_epochs", "batch_size", "validation_freq", "dim", "hidden",
-    "full_dim", "base_dim", "min_dim", "num_blocks", "layer_sizes",
+    "epochs",
+    "max_epochs",
+    "batch_size",
+    "validation_freq",
+    "dim",
+    "hidden",
+    "full_dim",
+    "base_dim",
+    "min_dim",
+    "num_blocks",
+    "layer_sizes",
 )
 _NON_NEGATIVE = (
-    "lr", "l2", "retrieval_l2", "weight_decay", "validation_fraction", "dropout", "patience",
+    "lr",
+    "l2",
+    "retrieval_l2",
+    "weight_decay",
+    "validation_fraction",
+    "dropout",
+    "patience",
 )
 
 
@@ -313,9 +328,7 @@ def _check_value(key: str, option: Option, value: Any) -> Any:
         values = value if t == "int_list" else [value]
         if any(v < option.minimum for v in values):
             what = "every entry of " if t == "int_list" else ""
-            raise ConfigError(
-                f"config: {what}'{key}' must be >= {option.minimum:g}; got {value!r}"
-            )
+            raise ConfigError(f"config: {what}'{key}' must be >= {option.minimum:g}; got {value!r}")
     return value
 
 
@@ -418,7 +431,15 @@ def _deep_copy(value: Any) -> Any:
 # Writing TOML
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def _key(key: str) -> str:
@@ -471,7 +492,9 @@ def dumps(doc: Mapping[str, Any], header: str | None = None) -> str:
     lines: list[str] = [f"# {line}".rstrip() for line in (header or "").splitlines()]
 
     def table(path: list[str], values: Mapping[str, Any]) -> None:
-        scalars = [(k, v) for k, v in values.items() if v is not None and not isinstance(v, Mapping)]
+        scalars = [
+            (k, v) for k, v in values.items() if v is not None and not isinstance(v, Mapping)
+        ]
         tables = [(k, v) for k, v in values.items() if isinstance(v, Mapping)]
         if path and (scalars or not tables):
             if lines:

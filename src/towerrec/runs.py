@@ -8,9 +8,10 @@ RUN_DIR/
   features.json          the fitted FeatureSpace
   items.csv              item metadata; the id column is named like the item feature's column
   interactions.csv       the training split's (user, item) pairs: seen items, popularity
-  checkpoints/latest.pt  written after every epoch (model, optimizer, RNG, history, config)
-  checkpoints/best.pt    written when the early-stopping metric improves (runs without early
-                         stopping have latest.pt only: their final model is the last epoch's)
+  checkpoints/latest.pt  written after every epoch: model, optimizer, RNG, history, config and
+                         the early-stopping state, everything a resumed fit needs
+  checkpoints/best.pt    the final model: the weights the fit ends with (after early stopping
+                         restored its best ones); what metrics.json, evaluate and export use
   history.json, .csv     every metric per epoch (validation metrics start with val_)
   metrics.json           the final model's metrics on the test split, epochs and timings
   plots/<metric>.png     each metric per epoch, training (solid) and validation (dashed)
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-import math
 import shutil
 import sys
 import time
@@ -53,19 +53,22 @@ from towerrec.config import dumps, read_toml, resolve
 from towerrec.errors import ConfigError
 from towerrec.features import FeatureSpace
 from towerrec.models.base import Model
-from towerrec.train.callbacks import Callback, Checkpoint, EarlyStopping, load_checkpoint
+from towerrec.train.callbacks import Callback, load_checkpoint, save_checkpoint
 from towerrec.train.history import History
 
 __all__ = [
     "COMPLETE",
     "RunCheckpoint",
     "RunResult",
+    "default_output",
     "evaluate",
     "format_metrics",
     "is_complete",
     "metric_label",
+    "read_metrics",
     "read_run_config",
     "train",
+    "write_config",
 ]
 
 COMPLETE = "COMPLETE"
@@ -138,7 +141,9 @@ class _Multitask:
         cols = [c for c in (item_col, "item_id", "genres") if c in data.items.columns]
         items = data.items[cols]
         interactions = data.train[[data.space.column_of("user_id"), item_col]]
-        return Prepared(data.space, items, interactions, data, data.test_tensors, f"MovieLens {ml.variant}")
+        return Prepared(
+            data.space, items, interactions, data, data.test_tensors, f"MovieLens {ml.variant}"
+        )
 
     def fit(
         self, prep: Prepared, config: Mapping[str, Any], callbacks: list[Callback], progress: bool
@@ -296,15 +301,29 @@ TASKS: dict[str, Any] = {
 # Callbacks: checkpoints that follow early stopping, and resuming
 
 
-class RunCheckpoint(Checkpoint):
-    """Checkpoints of a run: `latest.pt` every epoch; `best.pt` when the metric monitored by
-    the fit's `EarlyStopping` (if any, restoring its best weights) improves, so `best.pt`
-    always holds the weights the fit ends with.
+def _plain(value: Any) -> bool:
+    """Whether `value` is data a weights-only checkpoint can hold (tensors, numbers, text)."""
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str | int) and _plain(v) for k, v in value.items())
+    return False
 
-    With `resume_from`, the fit first continues that checkpoint (`Trainer.resume`) and the
-    early-stopping state (best value, epochs without improvement, best weights) is rebuilt
-    from the restored history and `best.pt`. `on_start(model)` is called once the model
-    exists (e.g. to record its config).
+
+class RunCheckpoint(Callback):
+    """A run's checkpoints: `latest.pt` after every epoch, `best.pt` when the fit ends.
+
+    `latest.pt` holds the model, the trainer (optimizer, epoch, RNG, history), `extra` and the
+    state of the fit's other callbacks (their attributes that are not constructor arguments:
+    e.g. an early stopping's best value, patience count and best weights), so a fit resumed
+    from it (`resume_from`) continues exactly: same weights, same stopping decision, same final
+    model. `best.pt` holds the weights the fit ends with,
+    after early stopping restored its best ones: the model a run reports and exports. Put this
+    callback after the others (their `on_fit_start` resets what a resume restores, and their
+    `on_fit_end` restores the weights `best.pt` records). `on_start(model)` is called once the
+    model exists (e.g. to record its config).
     """
 
     def __init__(
@@ -315,46 +334,57 @@ class RunCheckpoint(Checkpoint):
         resume_from: str | Path | None = None,
         on_start: Callable[[Model], None] | None = None,
     ) -> None:
-        super().__init__(directory, monitor=None, extra=extra)
+        self.directory = Path(directory)
+        self.extra = dict(extra or {})
         self.resume_from = None if resume_from is None else Path(resume_from)
         self.on_start = on_start
 
+    def _others(self, trainer: Any) -> list[Callback]:
+        return [cb for cb in trainer.callbacks if cb is not self]
+
+    @staticmethod
+    def _snapshot(cb: Callback) -> dict[str, Any]:
+        """A callback's settings (its constructor's arguments) and state (everything else)."""
+        params = set(inspect.signature(type(cb)).parameters)
+        values = {k: v for k, v in vars(cb).items() if _plain(v)}
+        return {
+            "type": type(cb).__qualname__,
+            "params": {k: v for k, v in values.items() if k in params},
+            "state": {k: v for k, v in values.items() if k not in params},
+        }
+
     def on_fit_start(self, trainer: Any, model: Model) -> None:
-        stops = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-        stop = stops[0] if stops and stops[0].restore_best_weights else None
-        self.monitor = None if stop is None else stop.monitor
-        self.mode = "min" if stop is None else stop.mode
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "best.pt").unlink(missing_ok=True)  # rewritten when this fit ends
         if self.resume_from is not None:
+            state = load_checkpoint(self.resume_from)
             # Loading weights may replace parameters (e.g. corpus-sized ones); dropping the
             # optimizer makes `resume` build it over the loaded ones before restoring its state.
             trainer.optimizer = None
-            trainer.resume(model, self.resume_from)
-            for cb in stops:
-                self._restore_early_stopping(cb, trainer)
+            trainer.resume(model, state)
+            extra = state.get("extra", {})
+            saved = extra.get("callbacks", [])
+            others = self._others(trainer)
+            same = len(saved) == len(others)
+            for cb, entry in zip(others, saved, strict=False):
+                if entry["type"] != type(cb).__qualname__:
+                    same = False
+                    continue
+                vars(cb).update(entry["state"])
+                same = same and entry["params"] == self._snapshot(cb)["params"]
+            # A fit that had stopped early stays stopped, unless its settings changed (e.g. a
+            # larger patience); then the callbacks decide again after the next epoch.
+            trainer.stop_training = same and bool(extra.get("stopped", False))
         if self.on_start is not None:
             self.on_start(model)
-        super().on_fit_start(trainer, model)
 
-    def _restore_early_stopping(self, stop: EarlyStopping, trainer: Any) -> None:
-        best = math.inf if stop.mode == "min" else -math.inf
-        best_epoch, wait = 0, 0
-        for record in trainer.history.records:
-            value = record.get(stop.monitor)
-            if value is None:
-                continue
-            better = value < best - stop.min_delta if stop.mode == "min" else value > best + stop.min_delta
-            if better and not math.isnan(value):
-                best, best_epoch, wait = value, int(record["epoch"]), 0
-            else:
-                wait += 1
-        stop.best, stop.best_epoch, stop.wait = best, best_epoch, wait
-        best_path = self.directory / "best.pt"
-        if stop.restore_best_weights and best_epoch and best_path.is_file():
-            state = load_checkpoint(best_path)
-            if int(state["trainer"]["epoch"]) == best_epoch:
-                stop._best_state = state["model"]  # the weights EarlyStopping would have kept
-        if wait >= stop.patience:
-            trainer.stop_training = True
+    def on_epoch_end(self, trainer: Any, model: Model, epoch: int, logs: dict[str, float]) -> None:
+        callbacks = [self._snapshot(cb) for cb in self._others(trainer)]
+        extra = {**self.extra, "callbacks": callbacks, "stopped": bool(trainer.stop_training)}
+        save_checkpoint(self.directory / "latest.pt", trainer, model, extra)
+
+    def on_fit_end(self, trainer: Any, model: Model) -> None:
+        save_checkpoint(self.directory / "best.pt", trainer, model, self.extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,10 +490,18 @@ def _plots(run_dir: Path, history: History, name: str) -> list[Path]:
     """One PNG per metric: its training and validation values per epoch."""
     from towerrec.plot import history as plot_history
 
-    train = History([{k: v for k, v in r.items() if not k.startswith("val_")} for r in history.records])
+    train = History(
+        [{k: v for k, v in r.items() if not k.startswith("val_")} for r in history.records]
+    )
     validation = History(
-        [{k.removeprefix("val_"): v for k, v in r.items() if k == "epoch" or k.startswith("val_")}
-         for r in history.records]
+        [
+            {
+                k.removeprefix("val_"): v
+                for k, v in r.items()
+                if k == "epoch" or k.startswith("val_")
+            }
+            for r in history.records
+        ]
     )
     curves = {"training": train, "validation": validation}
     paths = []
@@ -551,9 +589,17 @@ def train(
             on_start=lambda model: write_config(run_dir, config, model),
         )
         started = time.perf_counter()
-        fitted = task.fit(prep, config, [checkpoint], progress)
-        say(f"Trained {len(fitted.history)} epochs in {time.perf_counter() - started:.1f} s.")
-        return _finish(run_dir, config, task, prep, fitted, say)
+        try:
+            fitted = task.fit(prep, config, [checkpoint], progress)
+            say(f"Trained {len(fitted.history)} epochs in {time.perf_counter() - started:.1f} s.")
+            return _finish(run_dir, config, task, prep, fitted, say)
+        except BaseException:
+            if (run_dir / CHECKPOINTS / "latest.pt").is_file():
+                say(
+                    f"The run folder {run_dir} is unfinished; continue it with: "
+                    f"towerrec train --resume {run_dir}"
+                )
+            raise
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -701,7 +747,11 @@ def format_metrics(
     def cell(value: float | None, w: int) -> str:
         return f"{'-' if value is None or value != value else f'{value:.4f}':>{w}}"
 
-    lines = ["  ".join([f"{'metric':<{width}}", *(f"{t:>{w}}" for t, w in zip(titles, widths, strict=True))])]
+    lines = [
+        "  ".join(
+            [f"{'metric':<{width}}", *(f"{t:>{w}}" for t, w in zip(titles, widths, strict=True))]
+        )
+    ]
     lines.append("-" * len(lines[0]))
     for row, label in zip(rows, labels, strict=True):
         cells = [cell(columns[t].get(row), w) for t, w in zip(titles, widths, strict=True)]

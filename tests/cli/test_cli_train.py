@@ -16,6 +16,7 @@ RUN_FILES = {
     "items.csv",
     "interactions.csv",
     "checkpoints/latest.pt",
+    "checkpoints/best.pt",
     "history.json",
     "history.csv",
     "metrics.json",

@@ -35,8 +35,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     download.add_argument("variant", choices=VARIANTS, metavar="VARIANT", help=_variants_help())
     download.add_argument(
-        "--cache-dir", metavar="DIR", help="the cache folder (default: $TOWERREC_CACHE or "
-        "~/.cache/towerrec)"
+        "--cache-dir",
+        metavar="DIR",
+        help="the cache folder (default: $TOWERREC_CACHE or ~/.cache/towerrec)",
     )
     download.set_defaults(func=run)
     info = actions.add_parser(
@@ -72,12 +73,19 @@ def describe(ml: Any) -> list[tuple[str, str]]:
     steps = ", ".join(f"{v:g}" for v in values) if len(values) <= 12 else f"{len(values)} values"
     return [
         ("folder", str(ml.path)),
-        ("users", f"{users:,} (with ratings; {len(ml.users):,} in the users file)"
-         if ml.users is not None else f"{users:,}"),
+        (
+            "users",
+            f"{users:,} (with ratings; {len(ml.users):,} in the users file)"
+            if ml.users is not None
+            else f"{users:,}",
+        ),
         ("items", f"{items:,} rated ({len(ml.items):,} in the items file)"),
         ("ratings", f"{n:,} (density {n / max(users * items, 1):.2%})"),
-        ("rating range", f"{values[0]:g} to {values[-1]:g} (values: {steps}), mean "
-         f"{float(r['rating'].mean()):.3f}"),
+        (
+            "rating range",
+            f"{values[0]:g} to {values[-1]:g} (values: {steps}), mean "
+            f"{float(r['rating'].mean()):.3f}",
+        ),
         ("time range", f"{first} to {last} (UTC)"),
     ]
 
@@ -95,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"Downloaded MovieLens {args.variant} into {path}")
         return 0
     ml = movielens(
-        args.variant, data_dir=args.data_dir, cache_dir=args.cache_dir, download=False,
+        args.variant,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        download=False,
         progress=False,
     )
     print(f"MovieLens {args.variant}")

@@ -22,7 +22,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
             "the final model from checkpoints/best.pt (else latest.pt) and print its metrics "
             "next to the ones recorded in metrics.json when the run finished."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (towerrec train)")
     parser.add_argument(
@@ -35,7 +34,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--checkpoint",
         choices=["best", "latest"],
         default="best",
-        help="which checkpoint ('best' falls back to 'latest', as towerrec export does)",
+        help="which checkpoint (default: best, which falls back to latest as towerrec export "
+        "does)",
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(func=run)

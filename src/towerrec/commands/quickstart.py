@@ -34,15 +34,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         NAME,
         help=HELP,
         description=(
-            "Load MovieLens-100K (downloaded once into the cache, or read from --data-dir), "
-            "train the best joint retrieval + rating recipe (towerrec.recipes.multitask, "
-            "recipe 'best'), print its test metrics next to the TFRS multitask tutorial's "
-            "published numbers and the top 5 movies for a few users, and write a run folder "
+            "Load MovieLens-100K (downloaded once into the cache, or read from --data-dir),\n"
+            "train the best joint retrieval + rating recipe (towerrec.recipes.multitask,\n"
+            "recipe 'best'), print its test metrics next to the TFRS multitask tutorial's\n"
+            "published numbers and the top 5 movies for a few users, and write a run folder\n"
             "with the config, checkpoints, history, metrics, plots and a serving bundle."
         ),
-        epilog="next: towerrec recommend RUN_DIR/bundle --user 42   |   "
-        "towerrec serve RUN_DIR/bundle",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="next:\n  towerrec recommend RUN_DIR/bundle --user 42\n"
+        "  towerrec serve RUN_DIR/bundle",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--data-dir",
@@ -115,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
             config, args.output, overwrite=args.overwrite, progress=not args.quiet, log=log
         )
     except MovieLensNotFoundError as e:
-        hint = "" if args.data_dir else " With the files on disk: towerrec quickstart --data-dir DIR."
+        hint = (
+            "" if args.data_dir else " With the files on disk: towerrec quickstart --data-dir DIR."
+        )
         raise MovieLensNotFoundError(f"{e}{hint}") from None
     seconds = time.perf_counter() - started
     m = result.metrics

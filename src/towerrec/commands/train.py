@@ -14,10 +14,10 @@ HELP = "train a model from a TOML config into a run folder (or resume one)"
 DESCRIPTION = """\
 Train the task and recipe a TOML config names, evaluate the final model on the test split, and
 write a run folder: config.toml (every setting, resolved), features.json, items.csv,
-interactions.csv, checkpoints/latest.pt and best.pt, history.json and history.csv,
-metrics.json, plots/<metric>.png, summary.txt, bundle/ (the serving bundle, for models the
-serving layer knows) and, last, COMPLETE. A folder without COMPLETE is unfinished: continue it
-with --resume.
+interactions.csv, checkpoints/latest.pt (every epoch) and best.pt (the final model),
+history.json, history.csv, metrics.json, plots/<metric>.png, summary.txt, bundle/ (the serving
+bundle, for models the serving layer knows) and, last, COMPLETE. A folder without COMPLETE is
+unfinished: continue it with --resume.
 
 Config keys: task (multitask | deep_retrieval | memory_efficient), recipe (multitask: best,
 tfrs-parity; deep_retrieval: tfrs-parity, best; memory_efficient: parity, best), variant
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 or --set data_dir=DIR; VALUE "
-        "is TOML (5, 0.1, true, [64, 32], \"text\"), else a plain string; repeat for more. "
+        'is TOML (5, 0.1, true, [64, 32], "text"), else a plain string; repeat for more. '
         "With --resume only train.epochs, train.patience and threads may change",
     )
     parser.add_argument(

@@ -380,7 +380,9 @@ def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
 
 
 def build_rating_model(
-    data: Data, recipe: str = "parity", embedding: str = "memory_efficient",
+    data: Data,
+    recipe: str = "parity",
+    embedding: str = "memory_efficient",
     overrides: dict[str, Any] | None = None,
 ) -> RatingModel:
     """The untrained model of `recipe` ("parity" | "best") with `embedding` tables ("full" |
