@@ -42,6 +42,7 @@ BEST_DEFAULTS: dict[str, Any] = {
     "patience": 4,
     "validation_fraction": 0.1,
     "l2": 6e-4,
+    "retrieval_l2": 0.03,
 }
 
 
@@ -200,6 +201,7 @@ def run_multitask(
             dim=settings["dim"],
             hidden=settings["hidden"],
             l2=settings["l2"],
+            retrieval_l2=settings["retrieval_l2"],
             rating_weight=rating_weight,
             retrieval_weight=retrieval_weight,
             seen=data.seen,
