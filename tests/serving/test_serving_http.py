@@ -188,3 +188,32 @@ def test_predict_without_rating_head_is_a_clear_400(trained, tmp_path, test_clie
         r = c.get("/predict", params={"user_id": 1, "item_id": 3})
         assert r.status_code == 400 and "no rating head" in detail(r)
         assert c.get("/metadata").json()["rating_head"] is False
+
+
+def test_batcher_isolates_a_failing_request():
+    import asyncio
+
+    from towerrec.serving.http import _Batcher
+
+    class Fake:
+        def __init__(self) -> None:
+            self.batches: list[list[int]] = []
+
+        def recommend_rows(self, users, ks, flags):
+            self.batches.append(list(users))
+            if -1 in users:
+                raise ValueError("bad user")
+            return [f"result {u}/{k}/{f}" for u, k, f in zip(users, ks, flags, strict=True)]
+
+    fake = Fake()
+    batcher = _Batcher(fake, max_batch=8)  # type: ignore[arg-type]
+
+    async def main():
+        tasks = [batcher.submit(u, 3, True) for u in (1, 2, -1, 4)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == "result 1/3/True" and results[3] == "result 4/3/True"
+    assert isinstance(results[2], ValueError)
+    assert fake.batches[0] == [1, 2, -1, 4]  # scored together first, then one by one
+    assert not batcher.running and not batcher.pending
