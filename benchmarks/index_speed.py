@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         "faiss": faiss.__version__,
         "faiss_threads": faiss.omp_get_max_threads(),
     }
+    settings["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
     print("settings:", json.dumps(settings))
     print(" ".join(f"{n:>{w}}" if n != "params" else f"{n:<{w}}" for n, w in _COLUMNS))
     start = time.perf_counter()
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.extend(run_corpus(n, args))
     checks = acceptance(rows, args.k)
     settings["total_s"] = round(time.perf_counter() - start, 1)
+    settings["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
 
     print("\n" + " ".join(f"{n:>{w}}" if n != "params" else f"{n:<{w}}" for n, w in _COLUMNS))
     for row in rows:
