@@ -87,7 +87,11 @@ class MultitaskModel(Model):
             )
         if self.retrieval_weight or compute:
             loss = loss + self.retrieval_weight * self.retrieval_task(
-                u, v, candidate_ids=batch[self.item_key], compute_metrics=compute
+                u,
+                v,
+                candidate_ids=batch[self.item_key],
+                compute_metrics=compute,
+                query_ids=batch[self.user_key],
             )
         return loss
 

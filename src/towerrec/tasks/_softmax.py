@@ -14,8 +14,8 @@ import torch
 
 
 def _chunk_rows(num_candidates: int) -> int:
-    # Keep a chunk of logits around 2 MiB of float32.
-    return max(16, min(1024, (1 << 19) // max(num_candidates, 1)))
+    # Keep a chunk of logits around 4 MiB of float32.
+    return max(16, min(1024, (1 << 20) // max(num_candidates, 1)))
 
 
 class _FusedInBatchSoftmax(torch.autograd.Function):
@@ -38,23 +38,26 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
         for start in range(0, b, step):
             stop = min(start + step, b)
             qc = query[start:stop]
+            rows = torch.arange(stop - start)
             pos_idx = None if positives is None else positives[start:stop]
-            pos_c = candidate[start:stop] if pos_idx is None else candidate[pos_idx]
-            positive = (qc * pos_c).sum(dim=1)
+            cols = rows + start if pos_idx is None else pos_idx
             logits = qc @ ct
             if bias is not None:
                 logits += bias
-                positive = positive + (bias[start:stop] if pos_idx is None else bias[pos_idx])
-            peak = logits.amax(dim=1, keepdim=True)
-            expd = logits.sub_(peak).exp_()
-            norm = expd.sum(dim=1)
-            lse = peak.squeeze(1) + norm.log()
+            # One fused, vectorised softmax per chunk; the loss is -log p(positive).
+            probs = torch.softmax(logits, dim=1)
+            p_pos = probs[rows, cols]
+            row_loss = -torch.log(p_pos)
+            tiny = p_pos < 1e-30
+            if bool(tiny.any()):  # p underflowed: take those rows' loss from the logits
+                row_loss[tiny] = torch.logsumexp(logits[tiny], dim=1) - logits[rows[tiny], cols[tiny]]
             w = weight[start:stop]
-            total += ((lse - positive) * w).sum(dtype=torch.float64)
+            total += (row_loss * w).sum(dtype=torch.float64)
             if need_grad:
                 # d loss / d logits = w * (softmax - onehot); the one-hot part is applied to the
                 # matching rows directly instead of to the big matrix.
-                probs = expd.mul_((w / norm)[:, None])
+                probs.mul_(w[:, None])
+                pos_c = candidate[cols]
                 torch.mm(probs, candidate, out=grad_q[start:stop])  # type: ignore[index]
                 grad_q[start:stop] -= w[:, None] * pos_c  # type: ignore[index]
                 grad_c.addmm_(probs.T, qc)  # type: ignore[union-attr]
