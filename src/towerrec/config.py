@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from towerrec.data.movielens import VARIANTS
 from towerrec.errors import ConfigError
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "option_for",
     "parse_override",
     "read_toml",
-    "recipes_of",
     "resolve",
     "schema_of",
 ]
@@ -84,25 +84,6 @@ class Option:
 
 Schema = dict[str, "Option | Schema"]
 
-_VARIANTS = ("100k", "1m", "20m", "25m", "latest-small")
-
-#: The keys every config has, whatever its task.
-COMMON: dict[str, Option] = {
-    "task": Option(
-        "str",
-        required=True,
-        choices=("multitask", "deep_retrieval", "memory_efficient"),
-        help="what to train",
-    ),
-    "recipe": Option("str", help="the task's recipe (default: the task's first recipe)"),
-    "name": Option("str", help="the run's name (default: the config file's name)"),
-    "variant": Option("str", "100k", "the MovieLens release", choices=_VARIANTS),
-    "data_dir": Option("path", help="a folder holding the MovieLens files (default: the cache)"),
-    "cache_dir": Option("path", help="the download cache (default: ~/.cache/towerrec)"),
-    "seed": Option("int", 42, "the seed of the split, the initialisation and the shuffling"),
-    "threads": Option("int", help="torch CPU threads (default: the task's, or torch's)", minimum=1),
-}
-
 #: task -> its recipes, the first being the default.
 TASKS: dict[str, tuple[str, ...]] = {
     "multitask": ("best", "tfrs-parity"),
@@ -110,10 +91,17 @@ TASKS: dict[str, tuple[str, ...]] = {
     "memory_efficient": ("parity", "best"),
 }
 
-
-def recipes_of(task: str) -> tuple[str, ...]:
-    """The recipes of `task`, the default first."""
-    return TASKS[task]
+#: The keys every config has, whatever its task.
+COMMON: dict[str, Option] = {
+    "task": Option("str", required=True, choices=tuple(TASKS), help="what to train"),
+    "recipe": Option("str", help="the task's recipe (default: the task's first recipe)"),
+    "name": Option("str", help="the run's name (default: the config file's name)"),
+    "variant": Option("str", "100k", "the MovieLens release", choices=VARIANTS),
+    "data_dir": Option("path", help="a folder holding the MovieLens files (default: the cache)"),
+    "cache_dir": Option("path", help="the download cache (default: ~/.cache/towerrec)"),
+    "seed": Option("int", 42, "the seed of the split, the initialisation and the shuffling"),
+    "threads": Option("int", help="torch CPU threads (default: torch's)", minimum=1),
+}
 
 
 #: Settings that count something (at least 1), and settings that cannot be negative.

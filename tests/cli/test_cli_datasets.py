@@ -6,7 +6,12 @@ import datetime as dt
 import importlib
 import urllib.error
 
-from towerrec.data import movielens, write_movielens
+from towerrec.commands import datasets
+from towerrec.data import VARIANTS, movielens, write_movielens
+
+
+def test_the_command_knows_every_release():
+    assert datasets.VARIANTS == VARIANTS
 
 
 def test_info_prints_counts_and_ranges(cli, ml_dir):

@@ -11,6 +11,7 @@ __all__ = ["NAME", "describe", "register", "run"]
 NAME = "datasets"
 HELP = "download a MovieLens release into the cache, or print its counts and ranges"
 
+#: towerrec.data.VARIANTS, written out so that `towerrec --help` does not import pandas.
 VARIANTS = ("100k", "1m", "20m", "25m", "latest-small")
 
 
