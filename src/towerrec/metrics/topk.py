@@ -13,6 +13,13 @@ from towerrec.metrics.base import Metric, _weights
 Corpus = tuple[torch.Tensor, torch.Tensor | np.ndarray | Sequence[Any] | None]
 
 
+def _int64(values: torch.Tensor | np.ndarray | Sequence[Any]) -> torch.Tensor:
+    """Ids as a fresh int64 tensor (tensors, arrays and lists alike)."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().to(torch.int64).clone()
+    return torch.as_tensor(np.array(values), dtype=torch.int64)
+
+
 class SeenItems:
     """Items to leave out of each query's ranking (e.g. everything the user rated in training).
 
@@ -31,8 +38,7 @@ class SeenItems:
         num_queries: int | None = None,
     ) -> SeenItems:
         """[P] query ids, [P] item positions -> CSR of each query's items (duplicates kept once)."""
-        q = torch.as_tensor(np.array(query_ids), dtype=torch.int64)
-        i = torch.as_tensor(np.array(items), dtype=torch.int64)
+        q, i = _int64(query_ids), _int64(items)
         if q.shape != i.shape:
             raise ValueError(
                 f"SeenItems.from_pairs got {q.numel()} query ids and {i.numel()} items."
