@@ -216,11 +216,6 @@ class _DeepRetrieval:
 
         return build_deep_retrieval_model(prep.data)
 
-    def after_load(self, model: Model, prep: Prepared) -> None:
-        from towerrec.recipes.deep_retrieval import ready_for_test
-
-        ready_for_test(model, prep.data)
-
     def export(self, run_dir: Path, model: Model, prep: Prepared) -> Path | str:
         from towerrec.serving import export
         from towerrec.serving.registry import model_name
@@ -701,8 +696,6 @@ def evaluate(
         torch.manual_seed(config["seed"])
         model = task.build(prep, config, raw)
         model.load_state_dict(load_checkpoint(ckpt)["model"])
-        if hasattr(task, "after_load"):
-            task.after_load(model, prep)  # e.g. the history a model may use at test time
         from towerrec.train.trainer import Trainer
 
         return Trainer(progress=False).evaluate(model, prep.test)

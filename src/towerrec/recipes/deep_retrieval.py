@@ -8,14 +8,14 @@ metric (factorized top-k accuracy of each test pair's movie among all movies):
   followed by dense `layer_sizes` ([32]: the tutorial's first model). In-batch softmax summed
   over the batch; Adagrad 0.1, batch 2048, 300 epochs, top-k on the test set every 5 epochs
   (as the tutorial's figure).
-- `"best"` (`BestRecipe`): query tower user id ‖ the user's last `previous` training
-  interactions before the query time ‖ the user's whole training history leaving the example's
-  own item out ‖ timestamp bucket and value ‖ age, gender, occupation, zip prefix; candidate
-  tower movie id ‖ title tokens ‖ genres ‖ release-year bucket, plus a per-movie bias; both
-  then dense `layer_sizes` with dropout. Exact softmax over the whole corpus, Adam, early
-  stopping on `val_top_100` of a validation slice carved out of the train split (never the
-  test set); the best weights, with the whole train split as history, are measured on the
-  test set. The same recipe as `benchmarks/deep_retrieval.py`'s best row.
+- `"best"` (`BestRecipe`): query tower user id ‖ the user's last `previous` interactions
+  before the query time (from the fit slice while training, from the whole train split at test
+  time) ‖ timestamp bucket and value ‖ age, gender, occupation, zip prefix; candidate tower
+  movie id ‖ title tokens ‖ genres ‖ release-year bucket, plus a per-movie bias; both then
+  dense `layer_sizes` with dropout. Exact softmax over the whole corpus, Adam, early stopping
+  on `val_top_100` of a validation slice carved out of the train split (never the test set);
+  the best weights are measured on the test set. The same recipe as
+  `benchmarks/deep_retrieval.py`'s best row.
 
 ```python
 ml = towerrec.datasets.movielens("100k")
@@ -95,8 +95,8 @@ class BestRecipe:
     layer_sizes: tuple[int, ...] = (128, 64)
     dropout: float = 0.3
     previous: int = 10
-    lr: float = 2e-3
-    batch_size: int = 1024
+    lr: float = 4e-3
+    batch_size: int = 2048
     max_epochs: int = 40
     patience: int = 3
     validation_freq: int = 2
@@ -181,20 +181,12 @@ def best_frames(ml: MovieLens) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def best_model(space: FeatureSpace, num_items: int, recipe: BestRecipe) -> DeepRetrievalModel:
-    """The best recipe's model (no corpus or history yet)."""
+    """The best recipe's model (no corpus yet)."""
     d = recipe.dim
     size = {name: space[name].size for name in (*QUERY_KEYS, *CANDIDATE_KEYS) if "norm" not in name}
     query = {
         "user_id": {"type": "embedding", "size": size["user_id"], "dim": d},
         "previous": {"type": "bag", "size": num_items + 1, "dim": d},
-        "history": {
-            "type": "history",
-            "num_users": size["user_id"],
-            "size": num_items,
-            "dim": d,
-            "user_key": "user_id",
-            "item_key": "item",
-        },
         "timestamp_bucket": {"type": "embedding", "size": size["timestamp_bucket"], "dim": 8},
         "timestamp_norm": {"type": "numeric"},
         "age_norm": {"type": "numeric"},
@@ -240,9 +232,7 @@ class DeepRetrievalData:
     """A recipe's split, fitted features, movie corpus and tensors.
 
     `fit` trains, `validation` is what is validated on (the test set for tfrs-parity, as the
-    tutorial; a slice of the train split for best), `test` is measured at the end. For the best
-    recipe, `fit_history` / `test_history` are the (user ids, corpus rows) the history feature
-    reads while training and at test time (the whole train split).
+    tutorial; a slice of the train split for best), `test` is measured at the end.
     """
 
     recipe: str
@@ -254,8 +244,6 @@ class DeepRetrievalData:
     train_frame: pd.DataFrame
     items: pd.DataFrame
     settings: ParityRecipe | BestRecipe
-    fit_history: tuple[torch.Tensor, torch.Tensor] | None = None
-    test_history: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def prepare_deep_retrieval(
@@ -289,20 +277,16 @@ def prepare_deep_retrieval(
     fit_items = space.transform(fit_df, names=["item"])["item"]
     known_df = pd.concat([fit_df, val_df], ignore_index=True)
     known_items = space.transform(known_df, names=["item"])["item"]
-    fit = encode(fit_df, fit_df, fit_items)
-    known_users = space.transform(known_df, names=["user_id"])["user_id"]
     return DeepRetrievalData(
         recipe,
         space,
         corpus,
-        fit,
+        encode(fit_df, fit_df, fit_items),
         encode(val_df, fit_df, fit_items),
         encode(test_df, known_df, known_items),
         train_df,
         items,
         settings,
-        fit_history=(fit["user_id"], fit["item"]),
-        test_history=(known_users, known_items),
     )
 
 
@@ -312,23 +296,12 @@ def prepare_deep_retrieval(
 
 
 def build_deep_retrieval_model(data: DeepRetrievalData) -> DeepRetrievalModel:
-    """The untrained model of the data's recipe, with its corpus (and training history) set
-    (call `torch.manual_seed` first)."""
+    """The untrained model of the data's recipe, with its corpus set (call `torch.manual_seed`
+    first)."""
     s = data.settings
     if isinstance(s, ParityRecipe):
         return tutorial_model(data.space, data.corpus, list(s.layer_sizes), s.dim)
-    model = best_model(data.space, len(data.items), s)
-    model.set_corpus(data.corpus)
-    assert data.fit_history is not None
-    model.set_history(*data.fit_history)
-    return model
-
-
-def ready_for_test(model: DeepRetrievalModel, data: DeepRetrievalData) -> DeepRetrievalModel:
-    """Give a trained model what it may know at test time: the whole train split as history."""
-    if data.test_history is not None:
-        model.set_history(*data.test_history)
-    return model
+    return best_model(data.space, len(data.items), s).set_corpus(data.corpus)
 
 
 @dataclass
@@ -385,7 +358,7 @@ def run_deep_retrieval(
     start = time.perf_counter()
     history = trainer.fit(model, data.fit, validation=data.validation)
     fit_seconds = time.perf_counter() - start
-    metrics = trainer.evaluate(ready_for_test(model, data), data.test)
+    metrics = trainer.evaluate(model, data.test)
     return DeepRetrievalResult(
         data.recipe,
         model,
