@@ -25,6 +25,8 @@ excluded.
 Writes `{"rows": [{recipe, layer_sizes, epochs, top_1, ..., top_100, top_100_curve,
 fit_seconds, fit_cpu_seconds, ...}], "machine": {...}}`. `fit_seconds` is wall time;
 `fit_cpu_seconds` the process's CPU time, which shows how much a busy machine stretched it.
+Runs on one torch thread by default (`--threads`): on a shared 2-core machine two threads
+become many times slower as soon as another process competes for a core.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +71,9 @@ def _loadavg() -> list[float] | None:
 
 
 def _curve(history: tr.History, metric: str) -> list[list[float]]:
-    return [[e, round(v, 5)] for e, v in zip(history.epochs, history[metric], strict=True) if v == v]
+    return [
+        [e, round(v, 5)] for e, v in zip(history.epochs, history[metric], strict=True) if v == v
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,13 +82,17 @@ def _curve(history: tr.History, metric: str) -> list[list[float]]:
 
 
 def run_parity(
-    ml: MovieLens, epochs: int, seed: int, progress: bool
+    ml: MovieLens,
+    epochs: int,
+    seed: int,
+    progress: bool,
+    layer_sizes_list: Sequence[list[int]] = PARITY_LAYER_SIZES,
 ) -> tuple[list[dict[str, Any]], dict[str, tr.History]]:
-    """Train the tutorial's three models; one row and one History each."""
+    """Train the tutorial's models (its three depths by default); one row and History each."""
     ratings = ml.ratings.merge(ml.items[["item_id", "title"]], on="item_id", how="left")
     space, corpus, train, test = tutorial_datasets(ratings, ml.items, seed=seed)
     rows, histories = [], {}
-    for layer_sizes in PARITY_LAYER_SIZES:
+    for layer_sizes in layer_sizes_list:
         torch.manual_seed(seed)
         model = tutorial_model(space, corpus, layer_sizes)
         trainer = tr.Trainer(
@@ -344,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--best-max-epochs", type=int, default=BestRecipe.max_epochs)
+    parser.add_argument(
+        "--layer-sizes",
+        nargs="+",
+        default=None,
+        help="parity depths to run, e.g. 32 64,32 (default: the tutorial's three)",
+    )
     parser.add_argument("--skip-parity", action="store_true", help="run only the best row")
     parser.add_argument("--skip-best", action="store_true", help="run only the parity rows")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
@@ -354,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     rows: list[dict[str, Any]] = []
     if not args.skip_parity:
-        parity_rows, histories = run_parity(ml, args.epochs, args.seed, args.progress)
+        depths = (
+            PARITY_LAYER_SIZES
+            if args.layer_sizes is None
+            else [[int(x) for x in sizes.split(",")] for sizes in args.layer_sizes]
+        )
+        parity_rows, histories = run_parity(ml, args.epochs, args.seed, args.progress, depths)
         rows += parity_rows
         if args.plot:
             tr.plot.history(

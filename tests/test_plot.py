@@ -51,9 +51,7 @@ def test_axes_labels_and_legend(tmp_path, monkeypatch) -> None:
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
-    plot.history(
-        {"a": _history(0.0), "b": _history(0.1)}, "top_100", tmp_path / "x.png", title="T"
-    )
+    plot.history({"a": _history(0.0), "b": _history(0.1)}, "top_100", tmp_path / "x.png", title="T")
     assert seen["xlabel"] == "epoch"
     assert seen["ylabel"] == "top_100"
     assert seen["title"] == "T"

@@ -97,9 +97,7 @@ def history(
             )
 
     plt = _pyplot()
-    fig, axes = plt.subplots(
-        1, len(names), figsize=(6.4 * len(names), 4.4), squeeze=False
-    )
+    fig, axes = plt.subplots(1, len(names), figsize=(6.4 * len(names), 4.4), squeeze=False)
     try:
         for ax, name in zip(axes[0], names, strict=True):
             colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", [None])

@@ -185,13 +185,9 @@ class HistoryBag(nn.Module):
         users = torch.as_tensor(users, dtype=torch.int64).reshape(-1)
         items = torch.as_tensor(items, dtype=torch.int64).reshape(-1)
         if users.numel() and (int(users.max()) >= self.num_users or int(users.min()) < 0):
-            raise ValueError(
-                f"HistoryBag.set_history got user ids outside [0, {self.num_users})."
-            )
+            raise ValueError(f"HistoryBag.set_history got user ids outside [0, {self.num_users}).")
         if items.numel() and (int(items.max()) >= self.num_items or int(items.min()) < 0):
-            raise ValueError(
-                f"HistoryBag.set_history got item ids outside [0, {self.num_items})."
-            )
+            raise ValueError(f"HistoryBag.set_history got item ids outside [0, {self.num_items}).")
         key = torch.unique(users * self.num_items + items)  # sorted by user, then item
         users, items = key // self.num_items, key % self.num_items
         counts = torch.bincount(users, minlength=self.num_users)
@@ -398,7 +394,10 @@ class QueryModel(Tower):
     """
 
     def __init__(
-        self, num_users: int, num_timestamp_buckets: int, layer_sizes: Sequence[int] = (32,),
+        self,
+        num_users: int,
+        num_timestamp_buckets: int,
+        layer_sizes: Sequence[int] = (32,),
         dim: int = 32,
     ) -> None:
         super().__init__(
@@ -930,7 +929,9 @@ def tutorial_datasets(
 
 
 def tutorial_model(
-    space: FeatureSpace, corpus: Mapping[str, torch.Tensor], layer_sizes: Sequence[int] = (32,),
+    space: FeatureSpace,
+    corpus: Mapping[str, torch.Tensor],
+    layer_sizes: Sequence[int] = (32,),
     dim: int = 32,
 ) -> DeepRetrievalModel:
     """The tutorial's model for a fitted `tutorial_space()` and its `build_corpus` corpus."""
