@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Data: ratings with titles, an 80/20 seeded split, fitted features, the movie corpus.
     ml = tr.datasets.movielens("100k", data_dir=args.data_dir)
-    ratings = ml.ratings.merge(ml.items[["item_id", "title"]], on="item_id")
+    ratings = ml.ratings.merge(ml.items[["item_id", "title"]], on="item_id", how="left")
     space, corpus, train, test = tutorial_datasets(ratings, ml.items, seed=args.seed)
     print(space)
 
