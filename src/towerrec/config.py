@@ -63,7 +63,7 @@ __all__ = [
 #: Keys of `[model]` that towerrec writes into a run's config.toml; ignored when read back.
 DERIVED_MODEL_KEYS = ("name", "config")
 #: Keys a `--set` may change when resuming a run (the others fix the data and the model).
-RESUMABLE_KEYS = ("train.epochs", "train.patience", "threads")
+RESUMABLE_KEYS = ("train.epochs", "train.patience", "threads", "data_dir", "cache_dir")
 
 
 @dataclass(frozen=True)

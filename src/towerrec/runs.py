@@ -35,12 +35,13 @@ folder; `evaluate(run_dir)` recomputes the test metrics of a finished run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from towerrec.features import FeatureSpace
 from towerrec.models.base import Model
 from towerrec.train.callbacks import Callback, load_checkpoint, save_checkpoint
 from towerrec.train.history import History
+from towerrec.train.trainer import Trainer
 
 __all__ = [
     "COMPLETE",
@@ -461,8 +463,7 @@ def _config_document(config: Mapping[str, Any], model: Model | None) -> dict[str
                     f"The config of {type(model).__name__} holds {key} = None, which TOML "
                     f"cannot store and its constructor does not default to."
                 )
-        doc.setdefault("model", {})
-        doc["model"] = {"name": name, **doc["model"], "config": dict(model_config)}
+        doc["model"] = {"name": name, **doc.get("model", {}), "config": dict(model_config)}
     return doc
 
 
@@ -538,8 +539,8 @@ def train(
     written, so missing data leaves no folder behind. Returns a `RunResult`.
     """
     say = log or (lambda text: print(text, file=sys.stderr))
-    task = TASKS[config["task"]]
     config = resolve(config)
+    task = TASKS[config["task"]]
     if resume is not None:
         run_dir = Path(resume)
         latest = run_dir / CHECKPOINTS / "latest.pt"
@@ -552,11 +553,7 @@ def train(
         run_dir = Path(output) if output is not None else default_output(config)
         _check_output(run_dir, overwrite)
         latest = None
-    threads = config.get("threads")
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with _threads(config.get("threads")):
         say(f"Loading {config['variant']} data ...")
         prep = task.prepare(config, progress)
         if resume is None:
@@ -587,7 +584,7 @@ def train(
         try:
             fitted = task.fit(prep, config, [checkpoint], progress)
             say(f"Trained {len(fitted.history)} epochs in {time.perf_counter() - started:.1f} s.")
-            return _finish(run_dir, config, task, prep, fitted, say)
+            return _finish(run_dir, config, task, prep, fitted)
         except BaseException:
             if (run_dir / CHECKPOINTS / "latest.pt").is_file():
                 say(
@@ -595,12 +592,10 @@ def train(
                     f"towerrec train --resume {run_dir}"
                 )
             raise
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _finish(
-    run_dir: Path, config: dict[str, Any], task: Any, prep: Prepared, fitted: Fitted, say: Log
+    run_dir: Path, config: dict[str, Any], task: Any, prep: Prepared, fitted: Fitted
 ) -> RunResult:
     from towerrec import __version__
 
@@ -651,13 +646,12 @@ def _finish(
 # Reading a run
 
 
-def read_run_config(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run folder -> (its resolved config, the raw config.toml with [model] name/config)."""
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder -> its config.toml as read (with [model] name/config; not yet resolved)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"No run folder at {str(run_dir)!r}.")
-    raw = read_toml(run_dir / CONFIG)
-    return resolve(raw), raw
+    return read_toml(run_dir / CONFIG)
 
 
 def evaluate(
@@ -675,30 +669,31 @@ def evaluate(
     from towerrec.commands.export import resolve_run
 
     run_dir = Path(run_dir)
-    config, raw = read_run_config(run_dir)
+    raw = read_run_config(run_dir)
     if not is_complete(run_dir):
         raise FileNotFoundError(
             f"The run folder {str(run_dir)!r} is unfinished (no {COMPLETE} marker): it is still "
             f"training or was stopped. Continue it with: towerrec train --resume {run_dir}"
         )
-    if data_dir is not None:
-        overrides = dict(raw)
-        overrides["data_dir"] = str(data_dir)
-        config = resolve(overrides)
+    config = resolve({**raw, "data_dir": str(data_dir)} if data_dir is not None else raw)
     _, ckpt = resolve_run(run_dir, checkpoint)
     task = TASKS[config["task"]]
-    threads = config.get("threads")
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with _threads(config.get("threads")):
         prep = task.prepare(config, progress)
         torch.manual_seed(config["seed"])
         model = task.build(prep, config, raw)
         model.load_state_dict(load_checkpoint(ckpt)["model"])
-        from towerrec.train.trainer import Trainer
-
         return Trainer(progress=False).evaluate(model, prep.test)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch CPU threads (None: unchanged), then restore the count."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
     finally:
         torch.set_num_threads(previous)
 

@@ -56,7 +56,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 or --set data_dir=DIR; VALUE "
         'is TOML (5, 0.1, true, [64, 32], "text"), else a plain string; repeat for more. '
-        "With --resume only train.epochs, train.patience and threads may change",
+        "With --resume only train.epochs, train.patience, threads, data_dir and cache_dir may "
+        "change",
     )
     parser.add_argument(
         "-o",
@@ -87,7 +88,7 @@ def resume_config(run_dir: str, overrides: list[str]) -> dict[str, Any]:
     from towerrec.errors import ConfigError
     from towerrec.runs import read_run_config
 
-    _, raw = read_run_config(run_dir)
+    raw = read_run_config(run_dir)
     for key in apply_overrides(raw, overrides):
         if key not in RESUMABLE_KEYS:
             raise ConfigError(
