@@ -40,6 +40,8 @@ _LAZY_MODULES = {
     "plot",
     "models",
     "recipes",
+    "config",
+    "runs",
     "cli",
 }
 _LAZY_NAMES = {

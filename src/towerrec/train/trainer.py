@@ -132,6 +132,8 @@ class Trainer:
         state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         model.to(self.device)
+        # A fresh optimizer over the loaded parameters: loading may replace parameter objects.
+        self.optimizer = None
         self._prepare(model)
         t = state["trainer"]
         assert self.optimizer is not None
