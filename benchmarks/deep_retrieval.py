@@ -38,24 +38,30 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 import towerrec as tr
 from towerrec.data.movielens import MovieLens, movielens
 from towerrec.data.splits import random_split
-from towerrec.features import Discretize, FeatureSpace, Lookup, Normalize, TextVectorizer
 from towerrec.models.deep_retrieval import (
-    DeepRetrievalModel,
     build_corpus,
     previous_items,
     tutorial_datasets,
     tutorial_model,
+)
+from towerrec.recipes.deep_retrieval import (
+    CANDIDATE_KEYS,
+    QUERY_KEYS,
+    BestRecipe,
+    best_frames,
+    best_model,
+    best_space,
+    carve,
 )
 
 Dataset = dict[str, torch.Tensor]
@@ -130,112 +136,6 @@ def run_parity(
 # --------------------------------------------------------------------------------------------
 # Best recipe
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BestRecipe:
-    """Everything the `best` row is made of (plain data, written to the JSON)."""
-
-    dim: int = 64
-    layer_sizes: tuple[int, ...] = (128, 64)
-    dropout: float = 0.3
-    previous: int = 10
-    lr: float = 4e-3
-    batch_size: int = 2048
-    max_epochs: int = 40
-    patience: int = 3
-    validation_freq: int = 2
-    validation_fraction: float = 0.05
-
-
-def best_space() -> FeatureSpace:
-    """Query and candidate features of the best recipe (unfitted)."""
-    return FeatureSpace(
-        {
-            "user_id": Lookup(),
-            "item": Lookup(num_oov_buckets=0, column="item_id"),
-            "timestamp_bucket": Discretize(num_bins=100, column="timestamp"),
-            "timestamp_norm": Normalize(column="timestamp"),
-            "age_norm": Normalize(column="age"),
-            "gender": Lookup(),
-            "occupation": Lookup(),
-            "zip3": Lookup(),
-            "item_id": Lookup(column="item_id"),
-            "title_tokens": TextVectorizer(column="title"),
-            "genre_tokens": TextVectorizer(column="genre_text"),
-            "year_bucket": Discretize(num_bins=20, strategy="quantile", column="year"),
-        }
-    )
-
-
-QUERY_KEYS = [
-    "user_id",
-    "item",
-    "timestamp_bucket",
-    "timestamp_norm",
-    "age_norm",
-    "gender",
-    "occupation",
-    "zip3",
-]
-CANDIDATE_KEYS = ["item_id", "title_tokens", "genre_tokens", "year_bucket"]
-
-
-def best_frames(ml: MovieLens) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ratings joined with user columns and a 3-digit zip prefix, items with genre text and
-    release year) from a MovieLens release with a users table."""
-    if ml.users is None:
-        raise ValueError(f"The best recipe needs a users table; MovieLens {ml.variant} has none.")
-    users = ml.users.assign(zip3=ml.users["zip_code"].astype(str).str[:3])
-    ratings = ml.ratings.merge(users, on="user_id", how="left")
-    year = ml.items["title"].astype(str).str.extract(r"\((\d{4})\)\s*$")[0]
-    items = ml.items.assign(
-        genre_text=ml.items["genres"].astype(str).str.replace("|", " ", regex=False),
-        year=pd.to_numeric(year, errors="coerce").fillna(1990.0),
-    )
-    return ratings, items
-
-
-def best_model(space: FeatureSpace, num_items: int, recipe: BestRecipe) -> DeepRetrievalModel:
-    """The best recipe's model (no corpus or history yet)."""
-    d = recipe.dim
-    size = {name: space[name].size for name in (*QUERY_KEYS, *CANDIDATE_KEYS) if "norm" not in name}
-    query = {
-        "user_id": {"type": "embedding", "size": size["user_id"], "dim": d},
-        "previous": {"type": "bag", "size": num_items + 1, "dim": d},
-        "timestamp_bucket": {"type": "embedding", "size": size["timestamp_bucket"], "dim": 8},
-        "timestamp_norm": {"type": "numeric"},
-        "age_norm": {"type": "numeric"},
-        "gender": {"type": "embedding", "size": size["gender"], "dim": 2},
-        "occupation": {"type": "embedding", "size": size["occupation"], "dim": 4},
-        "zip3": {"type": "embedding", "size": size["zip3"], "dim": 4},
-    }
-    candidate = {
-        "item_id": {"type": "embedding", "size": size["item_id"], "dim": d},
-        "title_tokens": {"type": "text", "size": size["title_tokens"], "dim": 16},
-        "genre_tokens": {"type": "text", "size": size["genre_tokens"], "dim": 8},
-        "year_bucket": {"type": "embedding", "size": size["year_bucket"], "dim": 4},
-    }
-    return DeepRetrievalModel(
-        query,
-        candidate,
-        list(recipe.layer_sizes),
-        negatives="corpus",
-        candidate_bias=True,
-        dropout=recipe.dropout,
-        reduction="mean",
-        ks=KS,
-    )
-
-
-def carve(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a frame into (fit, validation) by a seeded permutation of its rows."""
-    order = np.random.default_rng(seed).permutation(len(frame))
-    cut = len(frame) - round(fraction * len(frame))
-    return (
-        frame.iloc[np.sort(order[:cut])].reset_index(drop=True),
-        frame.iloc[np.sort(order[cut:])].reset_index(drop=True),
-    )
 
 
 def run_best(
