@@ -42,26 +42,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 import towerrec as tr
 from towerrec.data.movielens import MovieLens, movielens
 from towerrec.data.splits import random_split
 from towerrec.models.deep_retrieval import (
-    build_corpus,
-    previous_items,
     tutorial_datasets,
     tutorial_model,
 )
 from towerrec.recipes.deep_retrieval import (
-    CANDIDATE_KEYS,
-    QUERY_KEYS,
     BestRecipe,
     best_frames,
-    best_model,
-    best_space,
-    carve,
+    build_deep_retrieval_model,
+    prepare_deep_retrieval,
 )
 
 Dataset = dict[str, torch.Tensor]
@@ -142,31 +136,17 @@ def run_best(
     ml: MovieLens, recipe: BestRecipe, seed: int, progress: bool
 ) -> tuple[dict[str, Any], tr.History]:
     """Train the best recipe with early stopping on a validation slice; test the best weights."""
-    ratings, items = best_frames(ml)
-    train_df, test_df = random_split(ratings, train=0.8, seed=seed)
+    data = prepare_deep_retrieval(ml, recipe="best", seed=seed, overrides=asdict(recipe))
     # The same 20,000 test ratings as the parity rows (same rows shuffled by the same seed).
+    ratings, _ = best_frames(ml)
+    _, test_df = random_split(ratings, train=0.8, seed=seed)
     _, parity_test = random_split(ml.ratings, train=0.8, seed=seed)
     columns = ["user_id", "item_id", "timestamp"]
     assert test_df[columns].equals(parity_test[columns]), "the test split must match parity's"
-    fit_df, val_df = carve(train_df, recipe.validation_fraction, seed)
-    space = best_space().fit(fit_df, items)
-    corpus = build_corpus(space, items, names=CANDIDATE_KEYS)
-
-    def encode(frame: pd.DataFrame, history: pd.DataFrame, history_items: torch.Tensor) -> Dataset:
-        data = space.transform(frame, names=QUERY_KEYS)
-        data["previous"] = previous_items(history, history_items, frame, recipe.previous)
-        return data
-
-    fit_items = space.transform(fit_df, names=["item"])["item"]
-    known_df = pd.concat([fit_df, val_df], ignore_index=True)
-    known_items = space.transform(known_df, names=["item"])["item"]
-    fit = encode(fit_df, fit_df, fit_items)
-    val = encode(val_df, fit_df, fit_items)
-    test = encode(test_df, known_df, known_items)
+    fit, val, test = data.fit, data.validation, data.test
 
     torch.manual_seed(seed)
-    model = best_model(space, len(items), recipe)
-    model.set_corpus(corpus)
+    model = build_deep_retrieval_model(data)
     stop = tr.EarlyStopping(monitor="val_top_100", mode="max", patience=recipe.patience)
     trainer = tr.Trainer(
         optimizer=tr.optim.Adam(lr=recipe.lr),

@@ -34,8 +34,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--checkpoint",
         choices=["best", "latest"],
         default="best",
-        help="which checkpoint (default: best, which falls back to latest as towerrec export "
-        "does)",
+        help="which checkpoint (default: best, which falls back to latest as towerrec export does)",
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(func=run)

@@ -6,20 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from towerrec.commands._args import positive_int
+
 __all__ = ["NAME", "format_table", "register", "run"]
 
 NAME = "recommend"
 HELP = "print top-k recommendations (or similar items) from a bundle"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -51,7 +43,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="show the items most similar to this item instead (cosine of embeddings)",
     )
     parser.add_argument(
-        "-k", type=_positive_int, default=10, help="number of items (1 to the number of items)"
+        "-k", type=positive_int, default=10, help="number of items (1 to the number of items)"
     )
     parser.add_argument(
         "--include-seen",

@@ -5,20 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from towerrec.commands._args import positive_int
+
 __all__ = ["NAME", "register", "run"]
 
 NAME = "serve"
 HELP = "serve a bundle over HTTP (FastAPI + uvicorn; pip install 'towerrec[serve]')"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -49,22 +41,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=_port, default=8000, help="TCP port to listen on")
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="server processes, each loading the bundle",
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch/BLAS threads per process (1 avoids oversubscribing cores under load)",
     )
     parser.add_argument(
-        "--max-k", type=_positive_int, default=1000, help="largest k a request may ask for"
+        "--max-k", type=positive_int, default=1000, help="largest k a request may ask for"
     )
     parser.add_argument(
         "--max-batch",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="most user ids in one POST /recommend",
     )
