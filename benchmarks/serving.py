@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,25 @@ def build_bundle(
     return export(model, space, folder / "bundle", items=titles, seen=seen, index=index)
 
 
+def served_recall(bundle: Path, users: int, k: int, sample: int = 1000, seed: int = 0) -> float:
+    """Recall@k of the bundle's own index against exact brute force, over `sample` random
+    known users with their seen items excluded: the quality an approximate bundle serves."""
+    from dataclasses import replace
+
+    from towerrec.index import BruteForce
+    from towerrec.serving import Recommender
+
+    served = Recommender.load(bundle)
+    b = served.bundle
+    exact = Recommender(replace(b, index=BruteForce().index(b.embeddings, b.candidate_ids)))
+    ids = np.random.default_rng(seed).choice(np.arange(1, users + 1), size=sample, replace=False)
+    chosen = ids.tolist()
+    hits = 0
+    for a, e in zip(served.recommend_rows(chosen, k), exact.recommend_rows(chosen, k), strict=True):
+        hits += len(set(a.ids) & set(e.ids))
+    return hits / (k * len(chosen))
+
+
 # ------------------------------------------------------------------------------------ server
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
@@ -120,8 +140,6 @@ def start_server(bundle: Path, port: int, log: Path, extra: list[str]) -> subpro
 
 def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     """Poll GET /healthz until it answers 200 (bounded by `timeout` seconds)."""
-    import httpx
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -129,8 +147,11 @@ def wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout: float) -> No
                 f"The server exited with status {proc.returncode} before serving (its output is "
                 "printed above or in the server log)."
             )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{base}/healthz", timeout=1.0) as response,
+        ):
+            if response.status == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"The server did not answer {base}/healthz within {timeout:.0f} s.")
@@ -147,8 +168,100 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def process_cpu_seconds(root: int | None) -> float:
+    """CPU seconds (user + system) used so far by process `root` and its children (Linux
+    /proc; 0.0 elsewhere or when `root` is None)."""
+    if root is None or not Path("/proc").is_dir():
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    family, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, (parent, _) in stats.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                grew = True
+    return sum(stats.get(pid, (0, 0.0))[1] for pid in family)
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending GETs, one at a time.
+
+    Responses are parsed by httptools (the parser uvicorn uses). The load generator shares
+    the machine with the server, so it must cost little: about 0.1 ms of CPU per request
+    here, against about 1.5 ms for an httpx client.
+    """
+
+    def __init__(self, host: str) -> None:
+        import httptools
+
+        self.parser = httptools.HttpResponseParser(self)
+        self.host = host.encode("ascii")
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+
+    # protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except Exception as e:  # a malformed response
+            self._finish(error=e)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(error=exc or ConnectionError("The server closed the connection."))
+
+    # parser callbacks
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._finish(result=(self.parser.get_status_code(), b"".join(self.body)))
+
+    def _finish(
+        self, result: tuple[int, bytes] | None = None, error: BaseException | None = None
+    ) -> None:
+        waiter, self.waiter, self.body = self.waiter, None, []
+        if waiter is not None and not waiter.done():
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(result)  # type: ignore[arg-type]
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        """GET `target` -> (status, body)."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("The connection is closed.")
+        self.waiter = asyncio.get_running_loop().create_future()
+        request = f"GET {target} HTTP/1.1\r\nHost: ".encode("ascii") + self.host + b"\r\n\r\n"
+        self.transport.write(request)
+        return await self.waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def connect(host: str, port: int) -> Connection:
+    """A new `Connection` to host:port."""
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(lambda: Connection(host), host, port)
+    return protocol
+
+
 async def load_test(
-    base: str,
+    host: str,
+    port: int,
     users: list[int],
     *,
     concurrency: int,
@@ -156,54 +269,64 @@ async def load_test(
     max_requests: int,
     k: int,
     warmup: int,
+    server_pid: int | None = None,
+    timeout: float = 30.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Keep `concurrency` GET /recommend requests in flight; stop at `duration` s or
-    `max_requests` requests. -> counts, errors, requests/s, latency percentiles."""
-    import httpx
-
-    # One client (one keep-alive connection) per worker: httpcore's pool scans every
-    # connection for every request, which costs ~10x more client CPU at 32 connections in one
-    # pool, CPU the server shares on a small machine.
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) for _ in range(concurrency)
-    ]
+    """Keep `concurrency` GET /recommend requests in flight, one keep-alive connection each;
+    stop at `duration` s or `max_requests` requests. -> counts, errors, requests/s, latency
+    percentiles, and the CPU time the client and the server used per request."""
+    connections = [await connect(host, port) for _ in range(concurrency)]
     latencies: list[float] = []
     errors: list[str] = []
     issued = 0
+
+    async def one(conn: Connection, user: int) -> tuple[Connection, str]:
+        """One request -> (the connection to use next, a problem or "")."""
+        try:
+            status, body = await asyncio.wait_for(
+                conn.get(f"/recommend?user_id={user}&k={k}"), timeout
+            )
+            answer = json.loads(body)
+            if status == 200 and len(answer["ids"]) == k:
+                return conn, ""
+            return conn, f"{status}: {body[:200]!r}"
+        except (OSError, TimeoutError, ValueError, KeyError, TypeError) as e:
+            conn.close()  # start afresh after a failure
+            with contextlib.suppress(OSError):
+                conn = await connect(host, port)
+            return conn, repr(e)
+
     try:
         rng = random.Random(seed)
         for i in range(warmup):
-            client = clients[i % concurrency]
-            await client.get("/recommend", params={"user_id": rng.choice(users), "k": k})
+            conn = connections[i % concurrency]
+            connections[i % concurrency], _ = await one(conn, rng.choice(users))
         deadline = time.perf_counter() + duration
 
-        async def worker(client: httpx.AsyncClient, worker_seed: int) -> None:
+        async def worker(slot: int) -> None:
             nonlocal issued
-            local = random.Random(worker_seed)
+            local = random.Random(seed + 1 + slot)
             while issued < max_requests and time.perf_counter() < deadline:
                 issued += 1
-                params = {"user_id": local.choice(users), "k": k}
                 start = time.perf_counter()
-                try:
-                    response = await client.get("/recommend", params=params)
-                    body = response.json()
-                    ok = response.status_code == 200 and len(body["ids"]) == k
-                    problem = "" if ok else f"{response.status_code}: {str(body)[:200]}"
-                except (httpx.HTTPError, ValueError, KeyError) as e:
-                    problem = repr(e)
+                connections[slot], problem = await one(connections[slot], local.choice(users))
                 latencies.append(time.perf_counter() - start)
                 if problem:
                     errors.append(problem)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker(c, seed + 1 + i) for i, c in enumerate(clients)))
+        cpu_began = time.process_time()
+        server_began = process_cpu_seconds(server_pid)
+        await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
         elapsed = time.perf_counter() - began
+        client_cpu = time.process_time() - cpu_began
+        server_cpu = process_cpu_seconds(server_pid) - server_began
     finally:
-        for client in clients:
-            await client.aclose()
+        for conn in connections:
+            conn.close()
     ms = np.asarray(latencies) * 1000.0
+    count = max(len(latencies), 1)
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
@@ -214,70 +337,117 @@ async def load_test(
         "p99_ms": float(np.percentile(ms, 99)),
         "max_ms": float(ms.max()),
         "seconds": elapsed,
+        "client_cpu_ms": 1000.0 * client_cpu / count,
+        "server_cpu_ms": 1000.0 * server_cpu / count,
         "k": k,
         "error_examples": errors[:5],
     }
 
 
-def http_part(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the bundle, serve it in a subprocess, load-test it, stop it."""
-    with tempfile.TemporaryDirectory(prefix="towerrec-serving-bench-") as tmp:
-        folder = Path(tmp)
+def run_load_test(**kwargs: Any) -> dict[str, Any]:
+    """`load_test` on uvloop's event loop where it is installed (a cheaper client)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(load_test(**kwargs))
+    return uvloop.run(load_test(**kwargs))
+
+
+def serve_and_load(bundle: Path, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Serve `bundle` in a subprocess, load-test it, stop it -> the load test's row."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = folder / "server.log"
+    extra = ["--workers", str(args.workers), "--threads", str(args.threads)]
+    if args.parallel_batches:
+        extra += ["--parallel-batches", str(args.parallel_batches)]
+    proc = start_server(bundle, port, log, extra)
+    try:
         began = time.perf_counter()
-        bundle = build_bundle(
-            folder,
-            items=args.items,
-            users=args.users,
-            dim=args.dim,
-            seen_per_user=args.seen_per_user,
-            index=None if args.index == "brute_force" else args.index,
-        )
-        export_s = time.perf_counter() - began
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        log = folder / "server.log"
-        extra = ["--workers", str(args.workers), "--threads", str(args.threads)]
-        proc = start_server(bundle, port, log, extra)
         try:
-            began = time.perf_counter()
-            try:
-                wait_healthy(base, proc, timeout=args.startup_timeout)
-            except RuntimeError:  # e.g. the free port was taken meanwhile: one more try
-                print(log.read_text(errors="replace")[-2000:], file=sys.stderr)
-                port = free_port()
-                base = f"http://127.0.0.1:{port}"
-                proc = start_server(bundle, port, log, extra)
-                wait_healthy(base, proc, timeout=args.startup_timeout)
-            startup_s = time.perf_counter() - began
-            result = asyncio.run(
-                load_test(
-                    base,
-                    list(range(1, args.users + 1)),
-                    concurrency=args.concurrency,
-                    duration=args.duration,
-                    max_requests=args.max_requests,
-                    k=args.k,
-                    warmup=args.warmup,
-                )
-            )
-        finally:
-            stop_server(proc)
-            server_log = log.read_text(errors="replace")[-2000:]
-    result.update(
-        {
-            "items": args.items,
-            "users": args.users,
-            "dim": args.dim,
-            "index": args.index,
-            "workers": args.workers,
-            "threads": args.threads,
-            "export_s": export_s,
-            "startup_s": startup_s,
-        }
-    )
+            wait_healthy(base, proc, timeout=args.startup_timeout)
+        except RuntimeError:  # e.g. the free port was taken meanwhile: one more try
+            print(log.read_text(errors="replace")[-2000:], file=sys.stderr)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = start_server(bundle, port, log, extra)
+            wait_healthy(base, proc, timeout=args.startup_timeout)
+        startup_s = time.perf_counter() - began
+        result = run_load_test(
+            host="127.0.0.1",
+            port=port,
+            users=list(range(1, args.users + 1)),
+            concurrency=args.concurrency,
+            duration=args.duration,
+            max_requests=args.max_requests,
+            k=args.k,
+            warmup=args.warmup,
+            server_pid=proc.pid,
+        )
+    finally:
+        stop_server(proc)
+        server_log = log.read_text(errors="replace")[-2000:]
+    result["startup_s"] = startup_s
     if result["errors"]:
         result["server_log_tail"] = server_log
     return result
+
+
+def http_part(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """For each `--index`: export a bundle, then `--repeats` times serve it and load-test it.
+    -> (every run, one row per index with the median of its runs)."""
+    runs: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    for index in args.index:
+        with tempfile.TemporaryDirectory(prefix="towerrec-serving-bench-") as tmp:
+            folder = Path(tmp)
+            began = time.perf_counter()
+            bundle = build_bundle(
+                folder,
+                items=args.items,
+                users=args.users,
+                dim=args.dim,
+                seen_per_user=args.seen_per_user,
+                index=None if index == "brute_force" else index,
+            )
+            export_s = time.perf_counter() - began
+            recall = served_recall(bundle, args.users, args.k, sample=min(1000, args.users))
+            settings = {
+                "index": index,
+                "recall_at_k": recall,
+                "items": args.items,
+                "users": args.users,
+                "dim": args.dim,
+                "workers": args.workers,
+                "threads": args.threads,
+                "export_s": export_s,
+            }
+            mine = []
+            for repeat in range(args.repeats):
+                row = {"index": index, "run": repeat + 1, **serve_and_load(bundle, folder, args)}
+                row.update(settings)
+                print_table([row], f"HTTP GET /recommend, {index} bundle, run {repeat + 1}")
+                if row["errors"]:
+                    print("errors, e.g.:", row["error_examples"])
+                mine.append(row)
+        runs += mine
+        median = {c: float(np.median([r[c] for r in mine])) for c in _MEDIAN_COLUMNS}
+        summary.append(
+            {
+                "index": index,
+                "concurrency": args.concurrency,
+                "runs": len(mine),
+                "requests": int(sum(r["requests"] for r in mine)),
+                "errors": int(sum(r["errors"] for r in mine)),
+                "recall_at_k": mine[0]["recall_at_k"],
+                **median,
+                "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            }
+        )
+    return runs, summary
+
+
+_MEDIAN_COLUMNS = ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "client_cpu_ms", "server_cpu_ms")
 
 
 # ------------------------------------------------------------------------------------ output
@@ -326,9 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension")
     parser.add_argument(
         "--index",
-        default="brute_force",
+        nargs="+",
+        default=["brute_force", "ivf_flat"],
         choices=["brute_force", "flat", "hnsw", "ivf_flat", "ivf_pq"],
-        help="the bundle's top-k index",
+        help="the bundle's top-k index; one HTTP test per value (the first is the 'http' row)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="HTTP runs per index (a fresh server each)"
     )
     parser.add_argument("--seen-per-user", type=int, default=20, help="seen items per user")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
@@ -338,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=10, help="k of each request")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per process")
+    parser.add_argument(
+        "--parallel-batches",
+        type=int,
+        default=None,
+        help="request batches scored at once per server process (default: the server's)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds")
     args = parser.parse_args(argv)
 
@@ -355,10 +535,17 @@ def main(argv: list[str] | None = None) -> int:
         report["index_acceptance"] = index_report.get("acceptance")
         write_report(args.out, report)  # keep the index results if the HTTP part fails
     if not args.skip_http:
-        report["http"] = http_part(args)
-        print_table([report["http"]], "HTTP GET /recommend (k=10)")
-        if report["http"]["errors"]:
-            print("errors, e.g.:", report["http"]["error_examples"])
+        runs, summary = http_part(args)
+        report["http"] = summary[0]
+        report["http_by_index"] = summary
+        report["http_runs"] = runs
+        print_table(summary, f"HTTP GET /recommend (k={args.k}), medians of {args.repeats} runs")
+        for row in summary:
+            ok = row["errors"] == 0 and row["p99_ms"] <= 50.0
+            print(
+                f"  {row['index']}: {row['errors']} errors, median p99 {row['p99_ms']:.1f} ms "
+                f"-> {'meets' if ok else 'misses'} 0 errors and p99 <= 50 ms"
+            )
     write_report(args.out, report)
     print(f"\nWrote {args.out}")
     return 0

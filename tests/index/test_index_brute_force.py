@@ -92,7 +92,7 @@ def _check_topk(queries, corpus, scores, pos, k, mask=None) -> None:
 
 
 @pytest.mark.parametrize("k", [1, 10, 100])
-@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("batch", [1, 7, 40])
 @pytest.mark.parametrize("chunk_size", [None, 3000])
 def test_block_maximum_path_is_exact(k, batch, chunk_size, mixture) -> None:
     corpus, queries = mixture(20_000, 16, centres=50, seed=k + batch)
@@ -107,6 +107,18 @@ def test_block_maximum_path_is_exact(k, batch, chunk_size, mixture) -> None:
     exclude = [np.nonzero(row)[0].tolist() for row in mask]
     scores, pos = index.query(queries, k, exclude=exclude)
     _check_topk(queries, corpus, scores, pos, k, mask)
+
+
+@pytest.mark.parametrize("width", [4, 30, 64])
+@pytest.mark.parametrize("queries", [1, 2, 5, 32, 33])
+def test_block_maxima_match_a_plain_reduction(width, queries) -> None:
+    from towerrec.index.brute_force import _block_maxima
+
+    blocks = np.random.default_rng(width + queries).standard_normal((50, width, queries))
+    blocks = blocks.astype(np.float32)
+    blocks[3, :, 0] = -np.inf  # a fully excluded block stays -inf
+    expected = blocks.max(axis=1)
+    np.testing.assert_array_equal(_block_maxima(blocks.copy()), expected)
 
 
 def test_block_path_pads_rows_with_too_few_candidates(mixture) -> None:

@@ -88,7 +88,15 @@ def test_help_is_complete(capsys):
     for command, options in {
         "export": ["RUN_DIR_OR_CHECKPOINT", "--output", "--checkpoint", "--index", "--overwrite"],
         "recommend": ["BUNDLE", "--user", "--similar-to", "-k", "--include-seen", "--json"],
-        "serve": ["BUNDLE", "--host", "--port", "--workers", "--threads", "--max-k"],
+        "serve": [
+            "BUNDLE",
+            "--host",
+            "--port",
+            "--workers",
+            "--threads",
+            "--parallel-batches",
+            "--max-k",
+        ],
     }.items():
         assert main([command, "--help"]) == 0
         text = capsys.readouterr().out

@@ -217,3 +217,156 @@ def test_batcher_isolates_a_failing_request():
     assert isinstance(results[2], ValueError)
     assert fake.batches[0] == [1, 2, -1, 4]  # scored together first, then one by one
     assert not batcher.running and not batcher.pending
+
+
+def test_batcher_shares_a_large_backlog_among_parallel_batches():
+    import asyncio
+    import threading
+
+    from towerrec.serving.http import MIN_SHARE, _Batcher
+
+    class Fake:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+            self.threads: set[int] = set()
+            self.lock = threading.Lock()
+
+        def recommend_rows(self, users, ks, flags):
+            with self.lock:
+                self.sizes.append(len(users))
+                self.threads.add(threading.get_ident())
+            return [f"{u}/{k}" for u, k in zip(users, ks, strict=True)]
+
+    fake = Fake()
+    batcher = _Batcher(fake, max_batch=64, parallel=2)  # type: ignore[arg-type]
+    backlog = 2 * MIN_SHARE + 16
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(u, 2, True) for u in range(backlog)))
+
+    results = asyncio.run(main())
+    assert results == [f"{u}/2" for u in range(backlog)]
+    assert sorted(fake.sizes) == [backlog // 2, backlog // 2]  # split, not one batch of 64 + 16
+    assert batcher.running == 0 and batcher.scoring == 0 and not batcher.pending
+
+    # A backlog below two shares stays one batch: small batches amortise the corpus poorly.
+    fake.sizes.clear()
+
+    async def small():
+        return await asyncio.gather(*(batcher.submit(u, 1, False) for u in range(MIN_SHARE)))
+
+    assert asyncio.run(small()) == [f"{u}/1" for u in range(MIN_SHARE)]
+    assert fake.sizes == [MIN_SHARE]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"user_id=42", ("42", 10, True)),
+        (b"user_id=42&k=5&exclude_seen=false", ("42", 5, False)),
+        (b"k=25&user_id=abc&exclude_seen=1", ("abc", 25, True)),
+        (b"user_id=a%20b&exclude_seen=FALSE", ("a b", 10, False)),
+        (b"", None),  # user_id missing
+        (b"k=5", None),
+        (b"user_id=", None),  # empty
+        (b"user_id=1&k=0", None),  # out of range: the route words the error
+        (b"user_id=1&k=26", None),
+        (b"user_id=1&k=+5", None),  # unusual spellings go to the route
+        (b"user_id=1&k=5.0", None),
+        (b"user_id=1&exclude_seen=yes", None),
+        (b"user_id=1&user_id=2", None),  # repeated
+        (b"user_id=1&extra=2", None),  # unknown parameter
+        (b"user_id=" + b"x" * 257, None),  # too long
+    ],
+)
+def test_fast_path_takes_only_plainly_valid_queries(query, expected):
+    from towerrec.serving.http import _parse_recommend_query
+
+    assert _parse_recommend_query(query, largest_k=25) == expected
+
+
+def test_fast_path_answers_exactly_as_the_route(rec, test_client_class):
+    app, plain = create_app(rec, max_k=25), create_app(rec, max_k=25)
+    plain.state.fast_recommend = None  # built without the fast path: every request is routed
+    queries = [
+        {"user_id": 1, "k": 5},
+        {"user_id": 3, "k": 7, "exclude_seen": "false"},
+        {"user_id": 2},
+        {"user_id": 99_999, "k": 4},  # unknown: popularity fallback
+    ]
+    with test_client_class(app) as fast, test_client_class(plain) as route:
+        for params in queries:
+            a, b = fast.get("/recommend", params=params), route.get("/recommend", params=params)
+            assert a.status_code == b.status_code == 200
+            assert a.content == b.content
+            assert a.headers["content-type"] == b.headers["content-type"]
+            assert a.headers["content-length"] == b.headers["content-length"]
+    assert type(app.middleware_stack).__name__ == "_FastRecommend"
+    assert type(plain.middleware_stack).__name__ != "_FastRecommend"
+
+
+def test_fast_path_passes_everything_else_to_the_app():
+    import asyncio
+
+    from towerrec.serving.http import _FastRecommend
+
+    seen: list[str] = []
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        seen.append(f"{scope['method']} {scope['path']}")
+
+    async def answer(query: bytes):
+        return b'{"ok":true}' if query == b"user_id=1" else None
+
+    async def send(message):
+        sent.append(message)
+
+    fast = _FastRecommend(app, answer)
+
+    def call(method, path, query=b""):
+        scope = {"type": "http", "method": method, "path": path, "query_string": query}
+        asyncio.run(fast(scope, None, send))
+
+    call("GET", "/recommend", b"user_id=1")
+    assert seen == [] and sent[0]["status"] == 200 and sent[1]["body"] == b'{"ok":true}'
+    call("GET", "/recommend", b"user_id=2")  # the answer declines
+    call("POST", "/recommend", b"user_id=1")
+    call("GET", "/similar", b"user_id=1")
+    assert seen == ["GET /recommend", "POST /recommend", "GET /similar"] and len(sent) == 2
+
+
+def test_parallel_batches_setting(rec):
+    from towerrec.serving.http import usable_cpus
+
+    assert create_app(rec).state.parallel_batches == min(4, usable_cpus())
+    assert create_app(rec, parallel_batches=3).state.parallel_batches == 3
+    with pytest.raises(ValueError, match="'parallel_batches' parameter of create_app"):
+        create_app(rec, parallel_batches=0)
+
+
+def test_worker_factory_reads_its_settings_and_freezes_the_heap(bundle_path, monkeypatch):
+    import gc
+
+    from towerrec.serving.http import _app_from_env
+
+    monkeypatch.setenv("TOWERREC_SERVE_BUNDLE", str(bundle_path))
+    monkeypatch.setenv("TOWERREC_SERVE_MAX_K", "7")
+    monkeypatch.setenv("TOWERREC_SERVE_PARALLEL_BATCHES", "2")
+    try:
+        app = _app_from_env()
+        assert app.state.max_k == 7 and app.state.parallel_batches == 2
+        assert gc.get_freeze_count() > 0  # no full collection walks the loaded bundle
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"workers": 0}, "workers"), ({"parallel_batches": 0}, "parallel_batches")],
+)
+def test_serve_checks_its_settings_before_loading(bundle_path, kwargs, name):
+    from towerrec.serving.http import serve
+
+    with pytest.raises(ValueError, match=f"'{name}' parameter of serve must be a positive int"):
+        serve(bundle_path, **kwargs)

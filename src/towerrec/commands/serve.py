@@ -52,6 +52,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="torch/BLAS threads per process (1 avoids oversubscribing cores under load)",
     )
     parser.add_argument(
+        "--parallel-batches",
+        type=positive_int,
+        default=None,
+        help="request batches each process scores at once (default: usable CPUs / workers, "
+        "at most 4)",
+    )
+    parser.add_argument(
         "--max-k", type=positive_int, default=1000, help="largest k a request may ask for"
     )
     parser.add_argument(
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         max_k=args.max_k,
         max_batch=args.max_batch,
         threads=args.threads,
+        parallel_batches=args.parallel_batches,
         log_level=args.log_level,
         access_log=args.access_log,
     )

@@ -16,6 +16,8 @@ __all__ = ["BruteForce"]
 _VECTORS_FILE = "embeddings.safetensors"
 _NEG_INF = np.float32(-np.inf)
 _LOWEST = np.finfo(np.float32).min
+#: Up to this many queries, block maxima are taken by halving (see `_block_maxima`).
+_HALVING_MAX_QUERIES = 32
 
 
 class BruteForce(Index):
@@ -178,7 +180,7 @@ def _merge_blocks(
         maxima = padded.reshape(nb, block).max(axis=1)[:, None]
     else:
         blocks = padded.reshape(nb, block, b)
-        maxima = blocks.max(axis=1)  # [nb, B]
+        maxima = _block_maxima(blocks)  # [nb, B]
     threshold = best_v.min(axis=1)
     if nb >= k and (threshold == _NEG_INF).any():
         threshold = np.maximum(threshold, np.partition(maxima, nb - k, axis=0)[nb - k])
@@ -197,6 +199,23 @@ def _merge_blocks(
         values[hit_block, hit_col],
         start,
     )
+
+
+def _block_maxima(blocks: np.ndarray) -> np.ndarray:
+    """[nb, block, B] -> [nb, B] maxima over the middle axis.
+
+    A reduction over a middle axis of few queries runs numpy's inner loop B elements at a
+    time; for small B, halving the blocks with whole-array maximums is several times faster.
+    """
+    _, width, b = blocks.shape
+    if b > _HALVING_MAX_QUERIES or width & (width - 1):
+        return blocks.max(axis=1)
+    half = width // 2
+    x = np.maximum(blocks[:, :half], blocks[:, half:])
+    while half > 1:
+        half //= 2
+        np.maximum(x[:, :half], x[:, half : 2 * half], out=x[:, :half])
+    return x[:, 0]
 
 
 def _merge_candidates(

@@ -12,8 +12,14 @@ Bad input (k outside 1..max_k or above the number of items, a wrong id type, a m
 parameter, a batch above max_batch) answers 422 with a message; unknown items 404; unknown
 users get the popularity fallback, flagged `"fallback": "popular"`. Model work runs in
 worker threads, never on the event loop; concurrent `GET /recommend` requests are scored
-together in one batch (one query-tower call, one index query) while the previous batch runs,
-so throughput grows with load instead of latency.
+together in batches (one query-tower call, one index query each), up to `parallel_batches`
+at once, so throughput grows with load instead of latency.
+
+Speed (see `benchmarks/serving.py`): a well-formed `GET /recommend` is answered by a thin
+ASGI layer in front of FastAPI (the framework's routing and validation cost more CPU than a
+batched 100k-item search); anything else, bad input included, goes through the FastAPI
+route. `serve` freezes the loaded heap out of the garbage collector, whose full collections
+would otherwise pause the service for 100+ ms.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -33,12 +41,14 @@ from towerrec.serving.recommender import (
     UnsupportedError,
 )
 
-__all__ = ["create_app", "limit_threads", "serve"]
+__all__ = ["create_app", "limit_threads", "serve", "usable_cpus"]
 
 _HINT = "The HTTP service needs FastAPI and uvicorn: pip install 'towerrec[serve]'"
 _ENV = "TOWERREC_SERVE_"
 #: The most GET /recommend requests scored together in one batch.
 MICRO_BATCH = 64
+#: The fewest requests a batch is cut to when a backlog is shared among parallel batches.
+MIN_SHARE = 32
 #: Event-loop turns given to incoming requests before a batch is cut.
 _COLLECT_SPINS = 4
 
@@ -52,27 +62,45 @@ def _import_fastapi() -> Any:
 
 
 class _Batcher:
-    """Scores concurrent single-user requests together, one batch at a time, in a thread."""
+    """Scores concurrent single-user requests together, in batches, in worker threads.
 
-    def __init__(self, recommender: Recommender, max_batch: int = MICRO_BATCH) -> None:
+    Up to `parallel` batches are scored at once (the matrix products release the GIL, so one
+    per core runs in parallel), and while one batch is scored the event loop answers the
+    previous one and gathers the next. When a batch is cut, a large backlog is shared among
+    the drainers not busy scoring (at most `max_batch` each, and at least `MIN_SHARE`: smaller
+    batches pay for a pass over the corpus with too few queries).
+    """
+
+    def __init__(
+        self, recommender: Recommender, max_batch: int = MICRO_BATCH, parallel: int = 1
+    ) -> None:
         self.recommender = recommender
         self.max_batch = max_batch
+        self.parallel = parallel
         self.pending: list[tuple[Any, int, bool, asyncio.Future[Recommendation]]] = []
-        self.running = False
-        self.task: asyncio.Task[None] | None = None
+        self.running = 0  # drain tasks alive
+        self.scoring = 0  # of them, those scoring a batch now
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, user: Any, k: int, exclude_seen: bool) -> Recommendation:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recommendation] = loop.create_future()
         self.pending.append((user, k, exclude_seen, future))
-        if not self.running:
-            self.running = True
-            self.task = loop.create_task(self._drain())
+        if self.running < self.parallel:
+            self.running += 1
+            task = loop.create_task(self._drain())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return await future
 
-    async def _drain(self) -> None:
-        from starlette.concurrency import run_in_threadpool
+    def _cut(self) -> list[tuple[Any, int, bool, asyncio.Future[Recommendation]]]:
+        idle = max(1, self.running - self.scoring)
+        size = min(self.max_batch, max(MIN_SHARE, -(-len(self.pending) // idle)))
+        batch = self.pending[:size]
+        del self.pending[:size]
+        return batch
 
+    async def _drain(self) -> None:
         try:
             while self.pending:
                 # Let requests the server has already received reach the queue first, so
@@ -81,33 +109,46 @@ class _Batcher:
                     if len(self.pending) >= self.max_batch:
                         break
                     await asyncio.sleep(0)
-                batch = self.pending[: self.max_batch]
-                del self.pending[: self.max_batch]
-                users = [b[0] for b in batch]
-                ks = [b[1] for b in batch]
-                flags = [b[2] for b in batch]
+                batch = self._cut()
+                if not batch:  # another drainer took them
+                    break
+                self.scoring += 1
                 try:
-                    results = await run_in_threadpool(
-                        self.recommender.recommend_rows, users, ks, flags
-                    )
-                except Exception:
-                    # One bad request must not fail the others: score them one by one.
-                    for user, k, flag, future in batch:
-                        try:
-                            one = await run_in_threadpool(
-                                self.recommender.recommend_rows, [user], [k], [flag]
-                            )
-                            _settle(future, result=one[0])
-                        except Exception as e:
-                            _settle(future, error=e)
-                    continue
-                for (*_, future), result in zip(batch, results, strict=True):
-                    _settle(future, result=result)
+                    await self._score(batch)
+                finally:
+                    self.scoring -= 1
         finally:
-            self.running = False
-            for *_, future in self.pending:  # only left after a cancellation
+            self.running -= 1
+            if not self.running:
+                for *_, future in self.pending:  # only left after a cancellation
+                    _settle(future, error=RuntimeError("The request batch was cancelled."))
+                self.pending.clear()
+
+    async def _score(self, batch: list[tuple[Any, int, bool, asyncio.Future[Any]]]) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        users = [b[0] for b in batch]
+        ks = [b[1] for b in batch]
+        flags = [b[2] for b in batch]
+        try:
+            results = await run_in_threadpool(self.recommender.recommend_rows, users, ks, flags)
+        except asyncio.CancelledError:
+            for *_, future in batch:
                 _settle(future, error=RuntimeError("The request batch was cancelled."))
-            self.pending.clear()
+            raise
+        except Exception:
+            # One bad request must not fail the others: score them one by one.
+            for user, k, flag, future in batch:
+                try:
+                    one = await run_in_threadpool(
+                        self.recommender.recommend_rows, [user], [k], [flag]
+                    )
+                    _settle(future, result=one[0])
+                except Exception as e:
+                    _settle(future, error=e)
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            _settle(future, result=result)
 
 
 def _settle(
@@ -123,20 +164,114 @@ def _settle(
         future.set_result(result)  # type: ignore[arg-type]
 
 
+#: The status each library error answers with (anything else is a 500).
+_ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (UnknownItemError, 404),
+    (UnknownUserError, 404),
+    (UnsupportedError, 400),
+    (ValueError, 422),
+    (TypeError, 422),
+)
+#: The spellings of exclude_seen taken on the fast path (the route accepts a few more).
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+_RECOMMEND_PARAMS = frozenset({"user_id", "k", "exclude_seen"})
+
+
+def _parse_recommend_query(query: bytes, largest_k: int) -> tuple[str, int, bool] | None:
+    """A GET /recommend query string -> (user_id, k, exclude_seen) when it is plainly valid,
+    else None (a missing, repeated, unknown or out-of-range parameter, an unusual spelling)."""
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= _RECOMMEND_PARAMS:
+        return None
+    user_id = params.get("user_id", "")
+    k_text = params.get("k", "10")
+    flag = _FLAGS.get(params.get("exclude_seen", "true").lower())
+    if not 1 <= len(user_id) <= 256 or flag is None:
+        return None
+    if not (k_text.isascii() and k_text.isdigit() and len(k_text) <= 9):
+        return None
+    k = int(k_text)
+    return (user_id, k, flag) if 1 <= k <= largest_k else None
+
+
+def _json_bytes(content: Any) -> bytes:
+    """`content` as the JSON bytes `JSONResponse` sends (compact, UTF-8, no NaN)."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+class _FastRecommend:
+    """ASGI middleware answering well-formed `GET /recommend` requests without the per-request
+    machinery of routing, dependency resolution and response objects (most of a request's
+    CPU time once scoring is batched). `answer(query_string)` gives the body, or None to pass
+    the request on to the app's route, which then handles it as usual; the body is the one
+    the route would send."""
+
+    def __init__(self, app: Any, answer: Any) -> None:
+        self.app = app
+        self.answer = answer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/recommend":
+            body = await self.answer(scope.get("query_string", b""))
+            if body is not None:
+                headers = [
+                    (b"content-length", str(len(body)).encode("latin-1")),
+                    (b"content-type", b"application/json"),
+                ]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _app_class(fastapi: Any) -> Any:
+    """A FastAPI subclass whose outermost layer is `_FastRecommend` (where the app has set
+    `state.fast_recommend`), so well-formed GET /recommend requests skip every middleware."""
+
+    class App(fastapi.FastAPI):  # type: ignore[misc, name-defined]
+        def build_middleware_stack(self) -> Any:
+            stack = super().build_middleware_stack()
+            answer = getattr(self.state, "fast_recommend", None)
+            return stack if answer is None else _FastRecommend(stack, answer)
+
+    return App
+
+
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without affinity masks
+        return max(1, os.cpu_count() or 1)
+
+
 def create_app(
-    recommender: Recommender | str | os.PathLike[str], max_k: int = 1000, max_batch: int = 1000
+    recommender: Recommender | str | os.PathLike[str],
+    max_k: int = 1000,
+    max_batch: int = 1000,
+    parallel_batches: int | None = None,
 ) -> Any:
     """A FastAPI app serving `recommender` (or the bundle at that path).
 
     `max_k` caps k (requests may ask for 1..min(max_k, number of items)); `max_batch` caps
-    the number of user ids of a `POST /recommend`.
+    the number of user ids of a `POST /recommend`. `parallel_batches` is how many batches of
+    concurrent `GET /recommend` requests may be scored at once (default: one per usable CPU,
+    at most 4).
     """
     fastapi = _import_fastapi()
     from fastapi import Query, Request
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-    for name, value in (("max_k", max_k), ("max_batch", max_batch)):
+    if parallel_batches is None:
+        parallel_batches = min(4, usable_cpus())
+    limits = (("max_k", max_k), ("max_batch", max_batch), ("parallel_batches", parallel_batches))
+    for name, value in limits:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(
                 f"The '{name}' parameter of create_app must be a positive int. Got {value!r} "
@@ -145,11 +280,11 @@ def create_app(
     if not isinstance(recommender, Recommender):
         recommender = Recommender.load(recommender)
     rec: Recommender = recommender
-    batcher = _Batcher(rec)
+    batcher = _Batcher(rec, parallel=parallel_batches)
     manifest = rec.manifest
     largest_k = min(max_k, rec.num_candidates)
 
-    app = fastapi.FastAPI(
+    app = _app_class(fastapi)(
         title="towerrec",
         version=str(manifest.get("towerrec_version", "")),
         description=(
@@ -160,29 +295,19 @@ def create_app(
     app.state.recommender = rec
     app.state.max_k = max_k
     app.state.max_batch = max_batch
+    app.state.parallel_batches = parallel_batches
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse(status_code=status, content={"detail": message})
 
-    @app.exception_handler(UnknownItemError)
-    async def _unknown_item(request: Request, exc: UnknownItemError) -> JSONResponse:
-        return error(404, str(exc))
+    def answer_with(status: int) -> Any:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return error(status, str(exc))
 
-    @app.exception_handler(UnknownUserError)
-    async def _unknown_user(request: Request, exc: UnknownUserError) -> JSONResponse:
-        return error(404, str(exc))
+        return handler
 
-    @app.exception_handler(UnsupportedError)
-    async def _unsupported(request: Request, exc: UnsupportedError) -> JSONResponse:
-        return error(400, str(exc))
-
-    @app.exception_handler(ValueError)
-    async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
-        return error(422, str(exc))
-
-    @app.exception_handler(TypeError)
-    async def _bad_type(request: Request, exc: TypeError) -> JSONResponse:
-        return error(422, str(exc))
+    for kind, status in _ERROR_STATUS:
+        app.add_exception_handler(kind, answer_with(status))
 
     def check_k(k: int) -> None:
         if not 1 <= k <= largest_k:
@@ -205,6 +330,21 @@ def create_app(
         user = rec.coerce_user_id(user_id)
         result = await batcher.submit(user, k, exclude_seen)
         return JSONResponse(result.to_dict())
+
+    async def recommend_fast(query: bytes) -> bytes | None:
+        """The body GET /recommend would answer for `query`, or None to let the route answer
+        (anything unusual or wrong: its validation and error messages stay the only ones)."""
+        parsed = _parse_recommend_query(query, largest_k)
+        if parsed is None:
+            return None
+        user_id, k, exclude_seen = parsed
+        try:
+            result = await batcher.submit(rec.coerce_user_id(user_id), k, exclude_seen)
+            return _json_bytes(result.to_dict())
+        except Exception:
+            return None
+
+    app.state.fast_recommend = recommend_fast
 
     class BatchRequest(BaseModel):
         user_ids: list[StrictInt | StrictStr] = Field(..., min_length=1)
@@ -306,11 +446,22 @@ def _loaded_blas_libraries() -> list[str]:
 def _app_from_env() -> Any:
     """App factory for uvicorn worker processes: reads the bundle path and limits from env."""
     limit_threads(int(os.environ.get(f"{_ENV}THREADS", "1")))
-    return create_app(
+    app = create_app(
         os.environ[f"{_ENV}BUNDLE"],
         max_k=int(os.environ.get(f"{_ENV}MAX_K", "1000")),
         max_batch=int(os.environ.get(f"{_ENV}MAX_BATCH", "1000")),
+        parallel_batches=int(os.environ.get(f"{_ENV}PARALLEL_BATCHES", "1")),
     )
+    _freeze_heap()
+    return app
+
+
+def _freeze_heap() -> None:
+    """Move every object alive now (the loaded bundle, torch, pandas) out of the garbage
+    collector's reach: a full collection would otherwise walk them all, a pause of 100+ ms
+    in the middle of serving."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(
@@ -322,6 +473,7 @@ def serve(
     max_k: int = 1000,
     max_batch: int = 1000,
     threads: int = 1,
+    parallel_batches: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
 ) -> None:
@@ -329,18 +481,24 @@ def serve(
 
     `workers` > 1 starts that many processes, each loading the bundle; `threads` is the number
     of torch/BLAS threads per process (1 keeps many concurrent requests from oversubscribing
-    the cores).
+    the cores); `parallel_batches` is how many request batches each process scores at once
+    (default: the usable CPUs shared among the workers, at most 4 each).
     """
     _import_fastapi()
     try:
         import uvicorn
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError(_HINT) from e
-    for name, value in (("workers", workers), ("threads", threads), ("port", port)):
+    checks = [("workers", workers), ("threads", threads), ("port", port)]
+    if parallel_batches is not None:
+        checks.append(("parallel_batches", parallel_batches))
+    for name, value in checks:
         if isinstance(value, bool) or not isinstance(value, int) or value < (name != "port"):
             raise ValueError(
                 f"The '{name}' parameter of serve must be a positive int. Got {value!r} instead."
             )
+    if parallel_batches is None:
+        parallel_batches = max(1, min(4, usable_cpus() // workers))
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -349,7 +507,10 @@ def serve(
     }
     if workers == 1:
         limit_threads(threads)
-        app = create_app(bundle, max_k=max_k, max_batch=max_batch)
+        app = create_app(
+            bundle, max_k=max_k, max_batch=max_batch, parallel_batches=parallel_batches
+        )
+        _freeze_heap()
         uvicorn.run(app, **options)
         return
     if isinstance(bundle, Recommender):
@@ -363,6 +524,7 @@ def serve(
             f"{_ENV}MAX_K": str(max_k),
             f"{_ENV}MAX_BATCH": str(max_batch),
             f"{_ENV}THREADS": str(threads),
+            f"{_ENV}PARALLEL_BATCHES": str(parallel_batches),
         }
     )
     uvicorn.run("towerrec.serving.http:_app_from_env", factory=True, workers=workers, **options)
