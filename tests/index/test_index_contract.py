@@ -139,6 +139,30 @@ def test_excluded_ids_are_never_returned(kind, data, reference, as_type) -> None
         np.testing.assert_array_equal(got, np.array(ids, dtype=object)[ref_pos])
 
 
+def test_excluding_positions_equals_excluding_their_ids(kind, data) -> None:
+    corpus, queries = data
+    ids = _str_ids(N)
+    index = FACTORIES[kind]().index(corpus, ids)
+    _, plain = index.query(queries, k=10)
+    position = {v: p for p, v in enumerate(ids)}
+    by_id = [plain[0, :5].tolist(), None, [], plain[3, ::2].tolist(), [ids[7]]]
+    by_position = [
+        None if row is None else np.array([position[v] for v in row], dtype=np.int64)
+        for row in by_id
+    ]
+    by_position[4] = np.array([7, -1, N, N + 5])  # out-of-range positions are ignored
+    s1, got1 = index.query(queries, k=10, exclude=by_id)
+    s2, got2 = index.query(queries, k=10, exclude_positions=by_position)
+    np.testing.assert_array_equal(got1, got2)
+    np.testing.assert_array_equal(s1.numpy(), s2.numpy())
+    with pytest.raises(ValueError, match="not both"):
+        index.query(queries, k=10, exclude=by_id, exclude_positions=by_position)
+    with pytest.raises(ValueError, match="one entry per query"):
+        index.query(queries, k=10, exclude_positions=by_position[:2])
+    with pytest.raises(TypeError, match="integer array per query"):
+        index.query(queries, k=10, exclude_positions=[np.array([0.5])] + [None] * (B - 1))
+
+
 @pytest.mark.parametrize("str_ids", [False, True])
 def test_rows_short_of_candidates_are_padded(kind, data, str_ids) -> None:
     corpus, queries = data

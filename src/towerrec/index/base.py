@@ -241,12 +241,16 @@ class Index(ABC):
         queries: ArrayLike,
         k: int,
         exclude: Sequence[Iterable[Any] | None] | None = None,
+        *,
+        exclude_positions: Sequence[ArrayLike | None] | None = None,
     ) -> tuple[torch.Tensor, np.ndarray]:
         """[B, D] queries (or one [D] query) -> [B, k'] float32 scores, [B, k'] ids, k' = min(k, N).
 
         Scores are the dot products, best first; ids are int64 (int ids) or object arrays of
         str (str ids). `exclude` is None or a list of B iterables of raw ids never to return
-        for that query (unknown ids are ignored). A row with fewer than k' eligible
+        for that query (unknown ids are ignored). `exclude_positions` does the same with
+        corpus positions (0..N-1, the order of `index(embeddings, ids)`), which skips mapping
+        ids to positions; give one or the other. A row with fewer than k' eligible
         candidates ends in score -inf and id -1 (int ids) or "" (str ids).
         """
         owner = type(self).__name__
@@ -263,7 +267,15 @@ class Index(ABC):
         if not np.isfinite(q).all():
             raise ValueError(f"The queries passed to {owner}.query contain NaN or infinite values.")
         kk = min(k, self.size)
-        excl = self._exclusions(exclude, q.shape[0], owner)
+        if exclude is not None and exclude_positions is not None:
+            raise ValueError(
+                f"{owner}.query takes 'exclude' (ids) or 'exclude_positions' (positions), not "
+                "both. Convert one to the other and pass a single list."
+            )
+        if exclude_positions is not None:
+            excl = self._position_exclusions(exclude_positions, q.shape[0], owner)
+        else:
+            excl = self._exclusions(exclude, q.shape[0], owner)
         if q.shape[0] == 0:
             scores = np.zeros((0, kk), dtype=np.float32)
             pos = np.zeros((0, kk), dtype=np.int64)
@@ -384,7 +396,44 @@ class Index(ABC):
                 cols.append(pos)
         if not rows:
             return None
-        keys = np.unique(np.concatenate(rows) * n + np.concatenate(cols))
+        return self._pairs(np.concatenate(rows), np.concatenate(cols), n)
+
+    def _position_exclusions(self, exclude: Any, batch: int, owner: str) -> Exclusions | None:
+        """Per-row corpus positions -> sorted (row, position) pairs; None when nothing is."""
+        if isinstance(exclude, str | bytes) or not isinstance(exclude, Sequence | np.ndarray):
+            raise TypeError(
+                f"The 'exclude_positions' parameter of {owner}.query must be None or a list with "
+                f"one array of positions per query. Got {type(exclude).__name__} instead."
+            )
+        if len(exclude) != batch:
+            raise ValueError(
+                f"The 'exclude_positions' parameter of {owner}.query must have one entry per "
+                f"query: got {len(exclude)} entries for {batch} queries."
+            )
+        n = len(self.ids_)
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        for r, positions in enumerate(exclude):
+            if positions is None:
+                continue
+            pos = np.asarray(positions)
+            if pos.ndim != 1 or (len(pos) and pos.dtype.kind not in "iu"):
+                raise TypeError(
+                    f"The 'exclude_positions' parameter of {owner}.query must hold one 1-D "
+                    f"integer array per query; entry {r} has dtype {pos.dtype} and shape "
+                    f"{pos.shape}."
+                )
+            pos = pos[(pos >= 0) & (pos < n)].astype(np.int64, copy=False)
+            if len(pos):
+                rows.append(np.full(len(pos), r, dtype=np.int64))
+                cols.append(pos)
+        if not rows:
+            return None
+        return self._pairs(np.concatenate(rows), np.concatenate(cols), n)
+
+    @staticmethod
+    def _pairs(rows: np.ndarray, cols: np.ndarray, n: int) -> Exclusions:
+        keys = np.unique(rows * n + cols)
         row_arr, pos_arr = np.divmod(keys, n)
         order = np.argsort(pos_arr, kind="stable")
         max_per_row = int(np.bincount(row_arr).max())

@@ -285,13 +285,13 @@ class Recommender:
             batch = self._space.transform(sub, names=self.bundle.query_features)
             queries = self.bundle.query_embeddings(batch).cpu().numpy()
             exclusions = [
-                self._seen_ids(seen_rows[i]) if flags[i] and seen_rows[i] >= 0 else None
+                self._seen_positions(seen_rows[i]) if flags[i] and seen_rows[i] >= 0 else None
                 for i in rows
             ]
             has_exclusions = any(e is not None for e in exclusions)
             kmax = max(ks[i] for i in rows)
             scores, ids = self.bundle.index.query(
-                queries, kmax, exclude=exclusions if has_exclusions else None
+                queries, kmax, exclude_positions=exclusions if has_exclusions else None
             )
             scores_np = scores.numpy()
             titles = self._titles_of(ids)
