@@ -316,3 +316,18 @@ def test_registry(trained, tmp_path):
     register_model("test_unregistered_multitask", Unregistered)
     path = export(model, trained.space, tmp_path / "y")
     assert type(load(path).model) is Unregistered
+
+
+def test_items_keyed_by_title_keep_their_titles():
+    import pandas as pd
+
+    from towerrec.features import FeatureSpace, Lookup
+
+    items = pd.DataFrame(
+        {"title": ["Heat (1995)", "Fargo (1996)"], "item_id": [6, 100], "genres": ["A", "B"]}
+    )
+    space = FeatureSpace({"item_id": Lookup(column="title")}).fit({}, items)
+    ids = np.array(["Fargo (1996)", "Heat (1995)", "Unknown"], dtype=object)
+    table = bundle_module._items_table(items, ids, space, "item_id")
+    assert table["title"] == ["Fargo (1996)", "Heat (1995)", None]
+    assert table["item_id"] == [100, 6, None] and table["genres"] == ["B", "A", None]

@@ -143,3 +143,13 @@ def test_real_server_process(bundle_path, tmp_path):
             proc.wait(timeout=15)
         log.close()
     assert proc.returncode is not None
+
+
+def test_table_does_not_repeat_ids_that_are_titles():
+    from towerrec.commands.recommend import format_table
+    from towerrec.serving import Recommendation
+
+    same = Recommendation(ids=["Heat (1995)"], scores=[1.5], titles=["Heat (1995)"], user_id=1)
+    assert format_table(same, "Top 1").splitlines()[-1].split() == ["1", "Heat", "(1995)", "1.5000"]
+    other = Recommendation(ids=[6], scores=[1.5], titles=["Heat (1995)"], user_id=1)
+    assert format_table(other, "Top 1").splitlines()[-1].endswith("Heat (1995)")

@@ -56,10 +56,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def format_table(result: Any, heading: str) -> str:
-    """One Recommendation -> a heading line and a rank / id / score / title table."""
+    """One Recommendation -> a heading line and a rank / id / score / title table (the
+    title column is left empty where the ids are the titles)."""
     ids = [str(i) for i in result.ids]
     scores = [f"{s:.4f}" if result.fallback is None else f"{s:.0f}" for s in result.scores]
     titles = ["" if t is None else str(t) for t in result.titles]
+    if titles == ids:
+        titles = [""] * len(ids)
     score_name = "count" if result.fallback == "popular" else "score"
     id_w = max([len("item_id"), *map(len, ids)])
     score_w = max([len(score_name), *map(len, scores)])

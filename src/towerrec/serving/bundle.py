@@ -613,7 +613,7 @@ def _items_table(
     pos = _positions(ids, frame[column], "item ids")
     out: dict[str, list[Any]] = {}
     for name in frame.columns:
-        if name == column:
+        if name == column and name != "title":  # ids that are titles stay the titles too
             continue
         values: list[Any] = [None] * len(ids)
         for p, v in zip(pos.tolist(), frame[name].tolist(), strict=True):
