@@ -169,7 +169,9 @@ class FactorizedTopK(Metric):
         self._corpus = emb.detach().to(torch.float32).contiguous()
         self._position_of = None
         if ids is not None:
-            ids_t = torch.as_tensor(ids.clone() if isinstance(ids, torch.Tensor) else np.array(ids), dtype=torch.int64)
+            ids_t = torch.as_tensor(
+                ids.clone() if isinstance(ids, torch.Tensor) else np.array(ids), dtype=torch.int64
+            )
             lookup = torch.full((int(ids_t.max()) + 2,), -1, dtype=torch.int64)
             lookup[ids_t] = torch.arange(len(ids_t))
             self._position_of = lookup

@@ -50,7 +50,9 @@ class _FusedInBatchSoftmax(torch.autograd.Function):
             row_loss = -torch.log(p_pos)
             tiny = p_pos < 1e-30
             if bool(tiny.any()):  # p underflowed: take those rows' loss from the logits
-                row_loss[tiny] = torch.logsumexp(logits[tiny], dim=1) - logits[rows[tiny], cols[tiny]]
+                row_loss[tiny] = (
+                    torch.logsumexp(logits[tiny], dim=1) - logits[rows[tiny], cols[tiny]]
+                )
             w = weight[start:stop]
             total += (row_loss * w).sum(dtype=torch.float64)
             if need_grad:

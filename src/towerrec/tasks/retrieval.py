@@ -129,7 +129,9 @@ class Retrieval(Task):
         if positive_indices is not None:
             positive_indices = positive_indices.reshape(-1).to(torch.int64)
             if positive_indices.numel() != b:
-                raise ValueError(f"positive_indices has {positive_indices.numel()} values for {b} queries.")
+                raise ValueError(
+                    f"positive_indices has {positive_indices.numel()} values for {b} queries."
+                )
         elif c < b:
             raise ValueError(
                 f"Retrieval needs at least as many candidates as queries (row i's positive is "
@@ -167,7 +169,11 @@ class Retrieval(Task):
             loss = fused_in_batch_softmax(q, candidate_embeddings, weight, bias, positive_indices)
         else:
             logits = retrieval_scores(query_embeddings, candidate_embeddings)
-            target = torch.arange(b, device=logits.device) if positive_indices is None else positive_indices
+            target = (
+                torch.arange(b, device=logits.device)
+                if positive_indices is None
+                else positive_indices
+            )
             if self.temperature is not None:
                 logits = logits / self.temperature
             if bias is not None:
@@ -186,7 +192,9 @@ class Retrieval(Task):
                         m.update(labels, logits, weight)  # type: ignore[call-arg]
                 if self.num_hard_negatives is not None:
                     logits, labels = hard_negative_mining(logits, labels, self.num_hard_negatives)
-                    target = torch.zeros(b, dtype=torch.int64, device=logits.device)  # positive first
+                    target = torch.zeros(
+                        b, dtype=torch.int64, device=logits.device
+                    )  # positive first
             per_row = F.cross_entropy(logits, target, reduction="none")
             if weight is not None:
                 per_row = per_row * weight
