@@ -227,15 +227,18 @@ class _DeepRetrieval:
                 f"{type(model).__name__} is not a registered serving model "
                 f"(towerrec.serving.register_model)"
             )
+        from towerrec.commands.export import unservable_features
+
+        reason = unservable_features(model, prep.space)
+        if reason:
+            return reason
         return export(
             model,
             prep.space,
             run_dir / "bundle",
             items=prep.items,
             seen=prep.interactions,
-            query_features=list(model.query_model.inputs.names),
-            user_feature="user_id",
-            item_feature=model.candidate_key,
+            **model.serving_features(),
         )
 
 

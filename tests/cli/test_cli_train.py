@@ -77,9 +77,29 @@ def test_train_other_tasks(cli, tiny_config, tmp_path, task):
     metrics = json.loads((out / "metrics.json").read_text())
     key = "mae" if task == "memory_efficient" else "top_100"
     assert key in metrics["metrics"]
-    if metrics["bundle"] is None:
-        assert metrics["bundle_skipped"]
+    if task == "deep_retrieval":  # the tutorial's towers read raw features: servable
+        assert metrics["bundle"] == "bundle" and (out / "bundle" / "manifest.json").is_file()
+        from towerrec.serving import Recommender
+
+        rec = Recommender.load(out / "bundle")
+        assert len(rec.recommend({"user_id": 1, "timestamp": 880000000}, k=3)) == 3
+        # towerrec export re-exports the run folder; recommend takes the extra column.
+        exported = cli("export", out, "--output", tmp_path / "again")
+        assert exported.code == 0, exported.err
+        shown = cli("recommend", tmp_path / "again", "-u", "1", "--feature", "timestamp=880000000")
+        assert shown.code == 0 and "Top 10 for user 1" in shown.out, shown.err
+        needs = cli("recommend", tmp_path / "again", "-u", "1")
+        assert needs.code != 0 and "timestamp" in needs.err
+    else:  # the best deep recipe reads each user's previous items; a rating-only model
+        assert metrics["bundle"] is None
+        assert ("previous" if task == "deep_retrieval_best" else "rating-only") in metrics[
+            "bundle_skipped"
+        ]
         assert not (out / "bundle").exists()
+        if task == "deep_retrieval_best":
+            refused = cli("export", out, "--output", tmp_path / "again")
+            assert refused.code != 0 and "previous" in refused.err
+            assert not (tmp_path / "again").exists()
     evaluated = json.loads(cli("evaluate", out, "--json").out)
     assert evaluated[key] == pytest.approx(metrics["metrics"][key], rel=1e-5)
 

@@ -153,3 +153,12 @@ def test_table_does_not_repeat_ids_that_are_titles():
     assert format_table(same, "Top 1").splitlines()[-1].split() == ["1", "Heat", "(1995)", "1.5000"]
     other = Recommendation(ids=[6], scores=[1.5], titles=["Heat (1995)"], user_id=1)
     assert format_table(other, "Top 1").splitlines()[-1].endswith("Heat (1995)")
+
+
+def test_feature_options_become_query_columns():
+    from towerrec.commands.recommend import _feature_columns
+
+    got = _feature_columns(["timestamp=879024327", "score=0.5", "city=Paris"], rows=2)
+    assert got == {"timestamp": [879024327] * 2, "score": [0.5] * 2, "city": ["Paris"] * 2}
+    with pytest.raises(ValueError, match="COLUMN=VALUE"):
+        _feature_columns(["timestamp"], rows=1)

@@ -93,12 +93,23 @@ def test_post_recommend_batch(client, rec):
     assert [x["fallback"] for x in results] == [None, None, "popular"]
     r = client.post("/recommend", json={"user_ids": [1], "exclude_seen": False})
     assert r.json()["results"][0]["ids"] == rec.recommend(1, k=10, exclude_seen=False).ids
+    # The same users as raw query features.
+    r = client.post("/recommend", json={"queries": [{"user_id": 1}, {"user_id": 99_999}], "k": 4})
+    assert r.status_code == 200
+    assert [x["ids"] for x in r.json()["results"]] == [
+        rec.recommend(1, k=4).ids,
+        rec.recommend(99_999, k=4).ids,
+    ]
+    assert client.get("/metadata").json()["query_columns"] == ["user_id"]
 
 
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ({"user_ids": [1, 2, 3, 4, 5]}, 422, "at most 4 user ids"),
+        ({"user_ids": [1, 2, 3, 4, 5]}, 422, "at most 4 users or queries"),
+        ({"user_ids": [1], "queries": [{"user_id": 1}]}, 422, "not both or neither"),
+        ({"queries": [{"user_id": 1}, {"user": 2}]}, 422, "the same columns"),
+        ({"queries": [{"user_id": [1]}]}, 422, "queries"),
         ({"user_ids": []}, 422, "at least 1 item"),
         ({"user_ids": [1], "k": 0}, 422, "between 1 and 25"),
         ({"user_ids": [1], "k": 26}, 422, "between 1 and 25"),

@@ -8,7 +8,8 @@ RUN_DIR/
                                  {"model": {"name": "multitask", "config": {...}}}
                                  (TOML: a [model] table with `name` and a [model.config] table).
                                  `name` is a registered model name ("multitask" ->
-                                 MultitaskModel, "joint" -> JointModel, or one registered with
+                                 MultitaskModel, "joint" -> JointModel, "deep_retrieval" ->
+                                 DeepRetrievalModel, or one registered with
                                  towerrec.serving.register_model); `config` is `model.config`,
                                  the constructor's keyword arguments. Other keys are ignored.
   features.json                the fitted FeatureSpace (`FeatureSpace.save`)
@@ -24,7 +25,8 @@ RUN_DIR/
                                  for unknown users (without it: the item vocabulary counts)
 ```
 
-The model's `user_key` / `item_key` name the user and item features of `features.json`.
+The model's `user_key` / `item_key` name the user and item features of `features.json`, or
+its `serving_features()` gives them with the query features (as `DeepRetrievalModel` does).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "export_run", "register", "resolve_run", "run"]
+__all__ = ["NAME", "export_run", "register", "resolve_run", "run", "unservable_features"]
 
 NAME = "export"
 HELP = "export a saved training run (or checkpoint) as a serving bundle"
@@ -130,6 +132,7 @@ def export_run(
     (falling back to "latest") or "latest"; `index` is passed to `towerrec.serving.export`
     (None: exact brute force; or "hnsw", "ivf_flat", ...). Returns the bundle path.
     """
+    from towerrec.errors import ConfigError
     from towerrec.features import FeatureSpace, Lookup
     from towerrec.serving.bundle import export
     from towerrec.serving.registry import build_model
@@ -159,11 +162,33 @@ def export_run(
                 out[space.column_of(feature)] = t.kind_ if isinstance(t, Lookup) else None
         return out
 
-    user_key = getattr(model, "user_key", None)
-    item_key = getattr(model, "item_key", None)
+    reason = unservable_features(model, space)
+    if reason:
+        raise ConfigError(f"The model of {str(run_path)!r} cannot be exported: {reason}.")
+    features = model.serving_features() if hasattr(model, "serving_features") else {}
+    user_key = features.get("user_feature", getattr(model, "user_key", None))
+    item_key = features.get("item_feature", getattr(model, "item_key", None))
     items = _read_frame(run_path, "items", kinds(item_key))
     seen = _read_frame(run_path, "interactions", kinds(user_key, item_key))
-    return export(model, space, output, items=items, seen=seen, index=index, overwrite=overwrite)
+    return export(
+        model, space, output, items=items, seen=seen, index=index, overwrite=overwrite, **features
+    )
+
+
+def unservable_features(model: Any, space: Any) -> str | None:
+    """Why `model` cannot be served from raw query features, or None when it can: its query
+    tower reads features that are not in the FeatureSpace (e.g. each user's previous items,
+    built from the training interactions), which a bundle cannot rebuild at serving time."""
+    serving_features = getattr(model, "serving_features", None)
+    if serving_features is None:
+        return None
+    derived = [n for n in serving_features()["query_features"] if n not in space.transforms]
+    if not derived:
+        return None
+    return (
+        f"the query tower reads {derived}, built from the training interactions rather than "
+        "from raw query features, which a bundle cannot rebuild at serving time"
+    )
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:

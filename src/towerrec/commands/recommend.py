@@ -50,6 +50,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="keep items the user interacted with in training (excluded by default)",
     )
+    parser.add_argument(
+        "--feature",
+        action="append",
+        metavar="COLUMN=VALUE",
+        default=[],
+        help="a raw query column for towers that read more than the user id, e.g. "
+        "--feature timestamp=879024327 (the same value for every --user; repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.set_defaults(func=run)
     return parser
@@ -73,6 +81,27 @@ def format_table(result: Any, heading: str) -> str:
     return "\n".join(lines)
 
 
+def _feature_columns(pairs: list[str], rows: int) -> dict[str, list[Any]]:
+    """["timestamp=879024327", ...] -> {"timestamp": [879024327] * rows}; numbers are parsed
+    as int, then float, else kept as text."""
+    out: dict[str, list[Any]] = {}
+    for pair in pairs:
+        column, sep, text = pair.partition("=")
+        if not sep or not column:
+            raise ValueError(
+                f"--feature takes COLUMN=VALUE, e.g. timestamp=879024327. Got {pair!r}."
+            )
+        value: Any = text
+        for parse in (int, float):
+            try:
+                value = parse(text)
+                break
+            except ValueError:
+                continue
+        out[column] = [value] * rows
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the bundle, query it and print the results."""
     from towerrec.serving.recommender import Recommender
@@ -80,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
     rec = Recommender.load(args.bundle)
     if getattr(args, "similar_to", None) is not None:
         results = [rec.similar_items(args.similar_to, args.k)]
+    elif args.feature:
+        columns = _feature_columns(args.feature, len(args.user))
+        column = rec.bundle.feature_space.column_of(rec.bundle.user_feature or "user_id")
+        query = {column: [rec.coerce_user_id(u) for u in args.user], **columns}
+        results = rec.recommend(query, args.k, not args.include_seen)
     else:
         results = rec.recommend_rows(args.user, args.k, not args.include_seen)
     if args.json:

@@ -31,7 +31,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Serve a bundle over HTTP until interrupted (Ctrl-C). Endpoints: GET /recommend"
             '?user_id=..&k=..&exclude_seen=.., POST /recommend {"user_ids": [...], "k": .., '
-            '"exclude_seen": ..}, GET /similar?item_id=..&k=.., GET /predict?user_id=..&'
+            '"exclude_seen": ..} (or "queries": [{raw query columns}] for towers that read more '
+            "than the user id), GET /similar?item_id=..&k=.., GET /predict?user_id=..&"
             "item_id=.., GET /healthz, GET /metadata; OpenAPI docs at /docs."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -751,6 +751,18 @@ class DeepRetrievalModel(Model):
             loss = loss + self.l2 * self._penalty(q, c)
         return loss
 
+    # -- serving ----------------------------------------------------------------------------
+    def serving_features(self) -> dict[str, Any]:
+        """The feature names `towerrec.serving.export` needs for this model: `query_features`
+        (what the query tower reads), `user_feature` ("user_id" when the tower reads it) and
+        `item_feature` (the corpus-row feature, `candidate_key`)."""
+        names = list(self.query_model.inputs.names)
+        return {
+            "query_features": names,
+            "user_feature": "user_id" if "user_id" in names else None,
+            "item_feature": self.candidate_key,
+        }
+
     # -- persistence ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DeepRetrievalModel:

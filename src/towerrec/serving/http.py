@@ -3,7 +3,9 @@
 Endpoints (OpenAPI docs at `/docs`):
 
 - `GET /recommend?user_id=42&k=10&exclude_seen=true` -> one user's top-k
-- `POST /recommend` with `{"user_ids": [42, 7], "k": 10, "exclude_seen": true}` -> a batch
+- `POST /recommend` with `{"user_ids": [42, 7], "k": 10, "exclude_seen": true}` -> a batch;
+  `{"queries": [{"user_id": 42, "timestamp": 879024327}], ...}` for query towers that read
+  more than the user id (`GET /metadata` lists their `query_columns`)
 - `GET /similar?item_id=50&k=10` -> items similar to an item
 - `GET /predict?user_id=42&item_id=50` -> a predicted rating (models with a rating head)
 - `GET /healthz` -> liveness; `GET /metadata` -> the bundle manifest
@@ -197,6 +199,18 @@ def _parse_recommend_query(query: bytes, largest_k: int) -> tuple[str, int, bool
     return (user_id, k, flag) if 1 <= k <= largest_k else None
 
 
+def _columns(queries: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """[{column: value}] with the same columns in each -> {column: [values]}."""
+    names = list(queries[0])
+    for i, query in enumerate(queries):
+        if set(query) != set(names):
+            raise ValueError(
+                f"Every query must have the same columns; query 0 has {sorted(names)} and "
+                f"query {i} has {sorted(query)}."
+            )
+    return {name: [query[name] for query in queries] for name in names}
+
+
 def _json_bytes(content: Any) -> bytes:
     """`content` as the JSON bytes `JSONResponse` sends (compact, UTF-8, no NaN)."""
     return json.dumps(
@@ -266,7 +280,7 @@ def create_app(
     fastapi = _import_fastapi()
     from fastapi import Query, Request
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field, StrictInt, StrictStr
+    from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
     if parallel_batches is None:
         parallel_batches = min(4, usable_cpus())
@@ -347,18 +361,30 @@ def create_app(
     app.state.fast_recommend = recommend_fast
 
     class BatchRequest(BaseModel):
-        user_ids: list[StrictInt | StrictStr] = Field(..., min_length=1)
+        user_ids: list[StrictInt | StrictStr] | None = Field(None, min_length=1)
+        queries: list[dict[str, StrictInt | StrictFloat | StrictStr]] | None = Field(
+            None, min_length=1
+        )
         k: StrictInt = 10
         exclude_seen: bool = True
 
     def recommend_batch(request: Any) -> Any:
-        if len(request.user_ids) > max_batch:
+        if (request.user_ids is None) == (request.queries is None):
             raise ValueError(
-                f"A batch may hold at most {max_batch} user ids (max_batch). Got "
-                f"{len(request.user_ids)}; split it into smaller requests."
+                "Give either 'user_ids' (a list of user ids) or 'queries' (a list of raw query "
+                f"features, each with the columns {rec.query_columns}), not both or neither."
+            )
+        rows = request.user_ids if request.queries is None else request.queries
+        if len(rows) > max_batch:
+            raise ValueError(
+                f"A batch may hold at most {max_batch} users or queries (max_batch). Got "
+                f"{len(rows)}; split it into smaller requests."
             )
         check_k(request.k)
-        results = rec.recommend_rows(request.user_ids, request.k, request.exclude_seen)
+        if request.queries is None:
+            results = rec.recommend_rows(request.user_ids, request.k, request.exclude_seen)
+        else:
+            results = rec.recommend(_columns(request.queries), request.k, request.exclude_seen)
         return JSONResponse({"results": [r.to_dict() for r in results]})
 
     # The body model is local to the app, so its annotation is set here, not as a string.
@@ -395,6 +421,7 @@ def create_app(
             "items": rec.num_candidates,
             "rating_head": rec.has_rating_head,
             "user_id_type": rec.user_id_kind,
+            "query_columns": rec.query_columns,
             "item_id_type": rec.item_id_kind,
             "max_k": largest_k,
             "max_batch": max_batch,

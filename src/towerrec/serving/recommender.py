@@ -156,6 +156,11 @@ class Recommender:
         return self._user_kind
 
     @property
+    def query_columns(self) -> list[str]:
+        """The raw columns the query tower reads (e.g. ["timestamp", "user_id"]), sorted."""
+        return sorted({self._space.column_of(name) for name in self.bundle.query_features})
+
+    @property
     def item_id_kind(self) -> str:
         """'int' or 'str': the type of item ids."""
         return self._item_kind
@@ -276,10 +281,12 @@ class Recommender:
                 if self._space.column_of(name) not in frame
             ]
             if needed:
+                columns = sorted({self._space.column_of(x) for x in needed})
                 raise ValueError(
-                    f"This bundle's query tower needs the features {needed} (columns "
-                    f"{[self._space.column_of(x) for x in needed]}); pass them as a dict of raw "
-                    f"query feature columns to recommend()."
+                    f"This bundle's query tower needs the features {needed} (raw columns "
+                    f"{columns}) besides the user id; pass every raw query column "
+                    f"{self.query_columns} (Python: recommend() with a dict of columns; HTTP: "
+                    f'POST /recommend with "queries": [{{column: value, ...}}, ...]).'
                 )
             sub = {c: [v[i] for i in rows] for c, v in frame.items()}
             batch = self._space.transform(sub, names=self.bundle.query_features)

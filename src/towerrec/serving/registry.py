@@ -1,8 +1,9 @@
 """A registry of model classes by name, so a bundle stores an architecture as plain data.
 
 A registered class is rebuilt from its name and its `config` dict: `cls(**model.config)`.
-The ready-made MovieLens models are registered as "multitask" (`MultitaskModel`) and "joint"
-(`JointModel`). Register your own model before exporting or loading a bundle that uses it:
+The ready-made models are registered as "multitask" (`MultitaskModel`), "joint"
+(`JointModel`) and "deep_retrieval" (`DeepRetrievalModel`). Register your own model before
+exporting or loading a bundle that uses it:
 
 >>> register_model("my_model", MyModel)   # MyModel(**my_model.config) rebuilds it
 """
@@ -27,10 +28,12 @@ def _load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
+    from towerrec.models.deep_retrieval import DeepRetrievalModel
     from towerrec.models.movielens import JointModel, MultitaskModel
 
     _MODELS.setdefault("multitask", MultitaskModel)
     _MODELS.setdefault("joint", JointModel)
+    _MODELS.setdefault("deep_retrieval", DeepRetrievalModel)
 
 
 def register_model(name: str, cls: type[nn.Module], *, overwrite: bool = False) -> None:
