@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _synthetic import gaussian_mixture
 
+from towerrec.serving.http import usable_cpus
+
 
 # ------------------------------------------------------------------------------------ index
 def index_part(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,14 +107,6 @@ def build_bundle(
     )
     titles = pd.DataFrame({"item_id": item_ids, "title": [f"Item {i}" for i in item_ids]})
     return export(model, space, folder / "bundle", items=titles, seen=seen, index=index)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # platforms without affinity masks
-        return max(1, os.cpu_count() or 1)
 
 
 def served_recall(bundle: Path, users: int, k: int, sample: int = 1000, seed: int = 0) -> float:

@@ -273,7 +273,7 @@ class Index(ABC):
                 "both. Convert one to the other and pass a single list."
             )
         if exclude_positions is not None:
-            excl = self._position_exclusions(exclude_positions, q.shape[0], owner)
+            excl = self._exclusions(exclude_positions, q.shape[0], owner, by_position=True)
         else:
             excl = self._exclusions(exclude, q.shape[0], owner)
         if q.shape[0] == 0:
@@ -363,18 +363,24 @@ class Index(ABC):
             self._positions_ = dict(zip(self.ids_.tolist(), range(len(self.ids_)), strict=True))
         return self._positions_
 
-    def _exclusions(self, exclude: Any, batch: int, owner: str) -> Exclusions | None:
-        """Raw per-row ids -> sorted (row, position) pairs; None when nothing is excluded."""
+    def _exclusions(
+        self, exclude: Any, batch: int, owner: str, by_position: bool = False
+    ) -> Exclusions | None:
+        """Per-row raw ids (or corpus positions, `by_position`) -> sorted (row, position)
+        pairs; None when nothing is excluded. Unknown ids and out-of-range positions are
+        ignored."""
         if exclude is None:
             return None
+        param = "exclude_positions" if by_position else "exclude"
+        entry = "array of positions" if by_position else "iterable of ids"
         if isinstance(exclude, str | bytes) or not isinstance(exclude, Sequence | np.ndarray):
             raise TypeError(
-                f"The 'exclude' parameter of {owner}.query must be None or a list with one "
-                f"iterable of ids per query. Got {type(exclude).__name__} instead."
+                f"The '{param}' parameter of {owner}.query must be None or a list with one "
+                f"{entry} per query. Got {type(exclude).__name__} instead."
             )
         if len(exclude) != batch:
             raise ValueError(
-                f"The 'exclude' parameter of {owner}.query must have one entry per query: got "
+                f"The '{param}' parameter of {owner}.query must have one entry per query: got "
                 f"{len(exclude)} entries for {batch} queries. Use [[...]] for a single query."
             )
         n = len(self.ids_)
@@ -383,47 +389,17 @@ class Index(ABC):
         for r, items in enumerate(exclude):
             if items is None:
                 continue
-            if isinstance(items, str | bytes) or not isinstance(items, Iterable):
-                raise TypeError(
-                    f"The 'exclude' parameter of {owner}.query must hold one iterable of ids per "
-                    f"query; entry {r} is {items!r}. Wrap it in a list: [[{items!r}]]."
-                )
-            if isinstance(items, torch.Tensor | np.ndarray):
-                items = items.tolist()
-            pos = self._positions_of(items, n)
-            if len(pos):
-                rows.append(np.full(len(pos), r, dtype=np.int64))
-                cols.append(pos)
-        if not rows:
-            return None
-        return self._pairs(np.concatenate(rows), np.concatenate(cols), n)
-
-    def _position_exclusions(self, exclude: Any, batch: int, owner: str) -> Exclusions | None:
-        """Per-row corpus positions -> sorted (row, position) pairs; None when nothing is."""
-        if isinstance(exclude, str | bytes) or not isinstance(exclude, Sequence | np.ndarray):
-            raise TypeError(
-                f"The 'exclude_positions' parameter of {owner}.query must be None or a list with "
-                f"one array of positions per query. Got {type(exclude).__name__} instead."
-            )
-        if len(exclude) != batch:
-            raise ValueError(
-                f"The 'exclude_positions' parameter of {owner}.query must have one entry per "
-                f"query: got {len(exclude)} entries for {batch} queries."
-            )
-        n = len(self.ids_)
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        for r, positions in enumerate(exclude):
-            if positions is None:
-                continue
-            pos = np.asarray(positions)
-            if pos.ndim != 1 or (len(pos) and pos.dtype.kind not in "iu"):
-                raise TypeError(
-                    f"The 'exclude_positions' parameter of {owner}.query must hold one 1-D "
-                    f"integer array per query; entry {r} has dtype {pos.dtype} and shape "
-                    f"{pos.shape}."
-                )
-            pos = pos[(pos >= 0) & (pos < n)].astype(np.int64, copy=False)
+            if by_position:
+                pos = _checked_positions(items, r, n, owner)
+            else:
+                if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+                    raise TypeError(
+                        f"The 'exclude' parameter of {owner}.query must hold one iterable of ids "
+                        f"per query; entry {r} is {items!r}. Wrap it in a list: [[{items!r}]]."
+                    )
+                if isinstance(items, torch.Tensor | np.ndarray):
+                    items = items.tolist()
+                pos = self._positions_of(items, n)
             if len(pos):
                 rows.append(np.full(len(pos), r, dtype=np.int64))
                 cols.append(pos)
@@ -457,6 +433,17 @@ class Index(ABC):
         if missing.any():
             out[missing] = "" if out.dtype == object else -1
         return out
+
+
+def _checked_positions(positions: Any, row: int, n: int, owner: str) -> np.ndarray:
+    """One row of `exclude_positions` -> its int64 positions within 0..n-1."""
+    pos = np.asarray(positions.cpu() if isinstance(positions, torch.Tensor) else positions)
+    if pos.ndim != 1 or (len(pos) and pos.dtype.kind not in "iu"):
+        raise TypeError(
+            f"The 'exclude_positions' parameter of {owner}.query must hold one 1-D integer "
+            f"array per query; entry {row} has dtype {pos.dtype} and shape {pos.shape}."
+        )
+    return pos[(pos >= 0) & (pos < n)].astype(np.int64, copy=False)
 
 
 def load(path: str | os.PathLike[str]) -> Index:
