@@ -124,20 +124,24 @@ def run_corpus(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             add("faiss_hnsw", params, build, lambda q, i=hnsw: i.query(q, k), lambda r: r[1])
         del hnsw
 
-    for kind in ("ivf_flat", "ivf_pq"):
+    variants = [("ivf_flat", {})] + [
+        ("ivf_pq", {} if r is None else {"refine": r}) for r in [None, *args.pq_refine]
+    ]
+    for kind, extra in variants:
         if kind not in args.kinds:
             continue
         start = time.perf_counter()
-        ivf = ti.Faiss(kind, nlist=args.nlist).index(corpus)
+        ivf = ti.Faiss(kind, nlist=args.nlist, **extra).index(corpus)
         build = time.perf_counter() - start
-        nlist = int(ivf.index_.nlist)
+        lists = ivf._ivf  # the inverted-file index (inside a re-ranking wrapper with refine)
+        nlist = int(lists.nlist)
         for nprobe in args.nprobe:
             if nprobe > nlist:
                 continue
             ivf.nprobe = nprobe
             params = {"nlist": nlist, "nprobe": nprobe}
             if kind == "ivf_pq":
-                params |= {"m": int(ivf.index_.pq.M), "nbits": int(ivf.index_.pq.nbits)}
+                params |= {"m": int(lists.pq.M), "nbits": int(lists.pq.nbits), **extra}
             add(f"faiss_{kind}", params, build, lambda q, i=ivf: i.query(q, k), lambda r: r[1])
         del ivf
     return rows
@@ -220,6 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~4 sqrt(N))")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument(
+        "--pq-refine",
+        type=int,
+        nargs="*",
+        default=[8],
+        help="IVF-PQ re-ranking factors to add to plain IVF-PQ (none: plain only)",
+    )
     args = parser.parse_args(argv)
 
     import faiss

@@ -24,6 +24,7 @@ FACTORIES = {
     "faiss_hnsw_ip": lambda: ti.Faiss("hnsw", l2_transform=False),
     "faiss_ivf_flat": lambda: ti.Faiss("ivf_flat"),
     "faiss_ivf_pq": lambda: ti.Faiss("ivf_pq"),
+    "faiss_ivf_pq_refine": lambda: ti.Faiss("ivf_pq", refine=2),
 }
 N, D, B = 300, 8, 5
 _NEEDS_FAISS = pytest.mark.skipif(faiss is None, reason="needs pip install 'towerrec[ann]'")
@@ -63,7 +64,8 @@ def _check_result(index, corpus, queries, scores, ids, k, id_list=None) -> None:
         found = [v for v in ids[row].tolist() if v not in ("", -1)]
         assert len(set(found)) == len(found), "an id was returned twice"
         pos = np.array([position[v] for v in found], dtype=np.int64)
-        if getattr(index, "kind", "") != "ivf_pq":  # PQ returns estimated scores
+        estimated = getattr(index, "kind", "") == "ivf_pq" and index.refine is None
+        if not estimated:  # PQ without re-ranking returns estimated scores
             true = corpus[pos].astype(np.float64) @ queries[row].astype(np.float64)
             np.testing.assert_allclose(s[row, : len(found)], true, atol=1e-4, rtol=1e-5)
 

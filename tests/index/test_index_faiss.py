@@ -56,6 +56,22 @@ def test_recall_of_ivf_pq(clustered) -> None:
     assert np.mean([e[0] in g for g, e in zip(got.tolist(), exact.tolist(), strict=True)]) >= 0.75
 
 
+def test_ivf_pq_refine_reranks_to_exact_scores_and_high_recall(clustered, tmp_path) -> None:
+    corpus, queries, exact = clustered
+    plain = _recall(ti.Faiss("ivf_pq").index(corpus).query(queries, K)[1].tolist(), exact.tolist())
+    index = ti.Faiss("ivf_pq", refine=4).index(corpus)
+    scores, got = index.query(queries, K)
+    assert _recall(got.tolist(), exact.tolist()) >= 0.95 > plain
+    true = np.einsum("bkd,bd->bk", corpus[got], queries)
+    np.testing.assert_allclose(scores.numpy(), true, atol=1e-4)
+    index.save(tmp_path / "pq")
+    again = ti.Index.load(tmp_path / "pq")
+    assert again.refine == 4
+    np.testing.assert_array_equal(again.query(queries, K)[1], got)
+    with pytest.raises(ConfigError, match="'refine' parameter"):
+        ti.Faiss("ivf_pq", refine=0)
+
+
 def test_search_parameters_can_be_changed_after_index(clustered) -> None:
     corpus, queries, exact = clustered
     index = ti.Faiss("ivf_flat", nlist=60, nprobe=1).index(corpus)

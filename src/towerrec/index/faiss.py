@@ -29,6 +29,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
         "nbits": None,
         "train_size": None,
         "seed": 0,
+        "refine": None,
     },
 }
 
@@ -71,8 +72,10 @@ class Faiss(Index):
         k-means is trained on; default min(N, max(40 * nlist, 65536))), `seed`;
       - "ivf_pq": inverted lists of product-quantized residuals; as "ivf_flat" plus `m`
         (sub-quantizers; D must be divisible by it; default D // 4) and `nbits` (bits per
-        code, default 8, fewer when there are under 256 training vectors). Its scores are
-        the PQ estimates of the dot products, not the exact values.
+        code, default 8, fewer when there are under 256 training vectors) and `refine`
+        (None: scores are the PQ estimates of the dot products; an int r: the full vectors
+        are kept too and the best r * k PQ candidates are re-ranked by their exact dot
+        products, which restores recall at the cost of the compression).
 
     Search parameters (`ef_search`, `nprobe`) are plain attributes and may be changed after
     `index`. Exclusions are handled by over-fetching (k plus the longest exclusion list,
@@ -167,6 +170,8 @@ class Faiss(Index):
                         f"training vectors; got {n_train}. Lower 'nbits' or index more vectors."
                     )
                 spec = f"IVF{nlist},PQ{m}x{nbits}np"  # np: no polysemous training
+                if self.refine is not None:
+                    spec += ",RFlat"  # exact re-ranking from the stored full vectors
             index = faiss.index_factory(d, spec, ip)
             if n_train < n:
                 rng = np.random.default_rng(self.seed)
@@ -183,10 +188,26 @@ class Faiss(Index):
         if self.kind == "hnsw":
             return faiss.SearchParametersHNSW(efSearch=self.ef_search)
         if self.kind in ("ivf_flat", "ivf_pq"):
-            nlist = int(self.index_.nlist)
+            nlist = int(self._ivf.nlist)
             nprobe = nlist if exhaustive else min(nlist, self.nprobe or 32)
-            return faiss.SearchParametersIVF(nprobe=nprobe)
+            ivf = faiss.SearchParametersIVF(nprobe=nprobe)
+            if self._refined:
+                return faiss.IndexRefineSearchParameters(
+                    k_factor=self.refine, base_index_params=ivf
+                )
+            return ivf
         return None
+
+    @property
+    def _refined(self) -> bool:
+        return self.kind == "ivf_pq" and getattr(self, "refine", None) is not None
+
+    @property
+    def _ivf(self) -> Any:
+        """The inverted-file index itself (inside the re-ranking wrapper when `refine` is set)."""
+        if self._refined:
+            return _import_faiss().downcast_index(self.index_.base_index)
+        return self.index_
 
     @property
     def _transformed(self) -> bool:
