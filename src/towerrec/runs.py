@@ -220,15 +220,13 @@ class _DeepRetrieval:
 
     def export(self, run_dir: Path, model: Model, prep: Prepared) -> Path | str:
         from towerrec.serving import export
-        from towerrec.serving.registry import model_name
+        from towerrec.serving.registry import model_name, unservable_features
 
         if model_name(model) is None:
             return (
                 f"{type(model).__name__} is not a registered serving model "
                 f"(towerrec.serving.register_model)"
             )
-        from towerrec.commands.export import unservable_features
-
         reason = unservable_features(model, prep.space)
         if reason:
             return reason

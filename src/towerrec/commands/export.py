@@ -38,7 +38,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "export_run", "register", "resolve_run", "run", "unservable_features"]
+__all__ = ["NAME", "export_run", "register", "resolve_run", "run"]
 
 NAME = "export"
 HELP = "export a saved training run (or checkpoint) as a serving bundle"
@@ -135,7 +135,7 @@ def export_run(
     from towerrec.errors import ConfigError
     from towerrec.features import FeatureSpace, Lookup
     from towerrec.serving.bundle import export
-    from towerrec.serving.registry import build_model
+    from towerrec.serving.registry import build_model, unservable_features
     from towerrec.train import load_checkpoint
 
     run_path, ckpt_path = resolve_run(run_dir, checkpoint)
@@ -172,22 +172,6 @@ def export_run(
     seen = _read_frame(run_path, "interactions", kinds(user_key, item_key))
     return export(
         model, space, output, items=items, seen=seen, index=index, overwrite=overwrite, **features
-    )
-
-
-def unservable_features(model: Any, space: Any) -> str | None:
-    """Why `model` cannot be served from raw query features, or None when it can: its query
-    tower reads features that are not in the FeatureSpace (e.g. each user's previous items,
-    built from the training interactions), which a bundle cannot rebuild at serving time."""
-    serving_features = getattr(model, "serving_features", None)
-    if serving_features is None:
-        return None
-    derived = [n for n in serving_features()["query_features"] if n not in space.transforms]
-    if not derived:
-        return None
-    return (
-        f"the query tower reads {derived}, built from the training interactions rather than "
-        "from raw query features, which a bundle cannot rebuild at serving time"
     )
 
 

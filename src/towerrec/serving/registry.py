@@ -17,7 +17,14 @@ from torch import nn
 
 from towerrec.errors import ConfigError
 
-__all__ = ["build_model", "get_model_class", "model_name", "register_model", "registered_models"]
+__all__ = [
+    "build_model",
+    "get_model_class",
+    "model_name",
+    "register_model",
+    "registered_models",
+    "unservable_features",
+]
 
 _MODELS: dict[str, type[nn.Module]] = {}
 _BUILTINS_LOADED = False
@@ -102,3 +109,19 @@ def build_model(name: str, config: Mapping[str, Any]) -> nn.Module:
             f"Model {name!r} ({cls.__qualname__}) could not be built from its config "
             f"{sorted(config)}: {e}"
         ) from e
+
+
+def unservable_features(model: Any, space: Any) -> str | None:
+    """Why `model` cannot be served from raw query features, or None when it can: its query
+    tower reads features that are not in the FeatureSpace (e.g. each user's previous items,
+    built from the training interactions), which a bundle cannot rebuild at serving time."""
+    serving_features = getattr(model, "serving_features", None)
+    if serving_features is None:
+        return None
+    derived = [n for n in serving_features()["query_features"] if n not in space.transforms]
+    if not derived:
+        return None
+    return (
+        f"the query tower reads {derived}, built from the training interactions rather than "
+        "from raw query features, which a bundle cannot rebuild at serving time"
+    )
