@@ -344,3 +344,9 @@ def test_bundle_round_trip_serves_the_model_exactly(movielens, tmp_path) -> None
         assert [x["ids"] for x in r.json()["results"]] == [x.ids for x in got]
         r = client.get("/recommend", params={"user_id": raw["user_id"][0]})
         assert r.status_code == 422 and '"queries"' in r.json()["detail"]
+        # GET takes the other raw columns as further parameters, typed as they were fitted.
+        params = {"user_id": raw["user_id"][0], "timestamp": str(raw["timestamp"][0])}
+        r = client.get("/recommend", params={**params, "k": 5, "exclude_seen": "false"})
+        assert r.status_code == 200 and r.json()["ids"] == got[0].ids
+        r = client.get("/recommend", params={**params, "timestamp": "noon"})
+        assert r.status_code == 422 and "'timestamp' takes a number" in r.json()["detail"]

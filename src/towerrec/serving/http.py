@@ -2,7 +2,8 @@
 
 Endpoints (OpenAPI docs at `/docs`):
 
-- `GET /recommend?user_id=42&k=10&exclude_seen=true` -> one user's top-k
+- `GET /recommend?user_id=42&k=10&exclude_seen=true` -> one user's top-k (query towers that
+  read more raw columns take them as further parameters: `&timestamp=879024327`)
 - `POST /recommend` with `{"user_ids": [42, 7], "k": 10, "exclude_seen": true}` -> a batch;
   `{"queries": [{"user_id": 42, "timestamp": 879024327}], ...}` for query towers that read
   more than the user id (`GET /metadata` lists their `query_columns`)
@@ -281,6 +282,7 @@ def create_app(
     from fastapi import Query, Request
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+    from starlette.concurrency import run_in_threadpool
 
     if parallel_batches is None:
         parallel_batches = min(4, usable_cpus())
@@ -334,16 +336,32 @@ def create_app(
     user_query = Query(..., min_length=1, max_length=256, description="A raw user id.")
     item_query = Query(..., min_length=1, max_length=256, description="A raw item id.")
 
-    @app.get("/recommend", summary="Top-k items for one user")
     async def recommend_one(
+        request: Any,
         user_id: str = user_query,
         k: int = k_query,
         exclude_seen: bool = Query(True, description="Leave out the user's training items."),
     ) -> Any:
+        """Query towers that read more than the user id take their other raw columns as
+        further parameters (e.g. `&timestamp=879024327`; `GET /metadata` lists them)."""
         check_k(k)
         user = rec.coerce_user_id(user_id)
-        result = await batcher.submit(user, k, exclude_seen)
-        return JSONResponse(result.to_dict())
+        extra = {
+            column: [rec.coerce_query_value(column, request.query_params[column])]
+            for column in rec.query_columns
+            if column in request.query_params and column not in _RECOMMEND_PARAMS
+        }
+        if not extra:
+            result = await batcher.submit(user, k, exclude_seen)
+            return JSONResponse(result.to_dict())
+        assert rec.bundle.user_feature is not None
+        query = {rec.bundle.feature_space.column_of(rec.bundle.user_feature): [user], **extra}
+        results = await run_in_threadpool(rec.recommend, query, k, exclude_seen)
+        return JSONResponse(results[0].to_dict())
+
+    # Request is imported here, not at module level, so its annotation is set here.
+    recommend_one.__annotations__["request"] = Request
+    app.get("/recommend", summary="Top-k items for one user")(recommend_one)
 
     async def recommend_fast(query: bytes) -> bytes | None:
         """The body GET /recommend would answer for `query`, or None to let the route answer

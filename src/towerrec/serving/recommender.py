@@ -160,6 +160,35 @@ class Recommender:
         """The raw columns the query tower reads (e.g. ["timestamp", "user_id"]), sorted."""
         return sorted({self._space.column_of(name) for name in self.bundle.query_features})
 
+    def coerce_query_value(self, column: str, value: Any) -> Any:
+        """A raw query value given as text (e.g. from a URL) -> the type the transforms of
+        `column` were fitted on: the id type of a lookup, text for text and hashing
+        features, a number otherwise. ValueError names the column and the value."""
+        from towerrec.features.hashing import Hashing
+        from towerrec.features.text import TextVectorizer
+
+        if not isinstance(value, str):
+            return value
+        transforms = [
+            self._space[name]
+            for name in self.bundle.query_features
+            if self._space.column_of(name) == column
+        ]
+        for transform in transforms:
+            if isinstance(transform, Lookup):
+                return _coerce(value, transform.kind_, column)
+        if any(isinstance(t, TextVectorizer | Hashing) for t in transforms):
+            return value
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"The query column {column!r} takes a number. Got {value!r}.") from None
+
     @property
     def item_id_kind(self) -> str:
         """'int' or 'str': the type of item ids."""
