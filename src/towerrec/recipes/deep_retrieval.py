@@ -27,7 +27,7 @@ result.metrics["top_100"]
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from towerrec.models.deep_retrieval import (
     tutorial_model,
 )
 from towerrec.optim import OptimizerSpec
+from towerrec.recipes._settings import recipe_settings
 from towerrec.train.callbacks import Callback, EarlyStopping
 from towerrec.train.history import History
 from towerrec.train.trainer import Trainer
@@ -114,17 +115,10 @@ def _recipe(recipe: str, overrides: dict[str, Any] | None) -> ParityRecipe | Bes
             f"Got {recipe!r} instead."
         )
     cls = ParityRecipe if recipe == "tfrs-parity" else BestRecipe
-    known = {f.name for f in fields(cls)}
-    unknown = set(overrides or {}) - known
-    if unknown:
-        raise ValueError(
-            f"Unknown setting(s) {sorted(unknown)} for the {recipe!r} deep-retrieval recipe; "
-            f"known: {sorted(known)}."
-        )
     values = dict(overrides or {})
     if "layer_sizes" in values:
         values["layer_sizes"] = tuple(values["layer_sizes"])
-    return cls(**values)
+    return recipe_settings(cls, values, f"{recipe!r} deep-retrieval")
 
 
 # --------------------------------------------------------------------------------------------

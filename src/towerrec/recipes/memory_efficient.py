@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from towerrec.layers.memory import MixedDimEmbedding, QREmbedding, frequency_blo
 from towerrec.metrics import MAE, MSE
 from towerrec.models.base import Model
 from towerrec.optim import Adam
+from towerrec.recipes._settings import recipe_settings
 from towerrec.tasks.ranking import Ranking
 from towerrec.train.callbacks import Callback, EarlyStopping
 from towerrec.train.history import History
@@ -361,14 +362,7 @@ class MemoryEfficientResult:
 
 def _settings(recipe: str, overrides: dict[str, Any] | None) -> ParityRecipe | BestRecipe:
     cls = ParityRecipe if recipe == "parity" else BestRecipe
-    known = {f.name for f in fields(cls)}
-    unknown = set(overrides or {}) - known
-    if unknown:
-        raise ValueError(
-            f"Unknown setting(s) {sorted(unknown)} for the {recipe!r} memory-efficient recipe; "
-            f"known: {sorted(known)}."
-        )
-    return cls(**(overrides or {}))
+    return recipe_settings(cls, overrides, f"{recipe!r} memory-efficient")
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
